@@ -1,0 +1,45 @@
+"""Small configs and batches shared by the model tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from altup_t5.config import config_for
+
+VARIANTS = ("dense", "wide", "moe", "altup", "recycled_altup", "altup_moe")
+
+
+def micro_config(variant="dense", **overrides):
+  """A network small enough to compile in a second, with every feature switched on:
+  3 layers per stack (so K=2 blocks alternate and MoE has a sparse layer), 4 experts."""
+  values = dict(vocab_size=96, emb_dim=32, num_heads=2, head_dim=8, mlp_dim=48,
+                num_encoder_layers=3, num_decoder_layers=3, num_experts=4,
+                moe_group_size=64)
+  values.update(overrides)
+  return config_for("tiny", variant, **values)
+
+
+def random_batch(cfg, batch=2, inputs_length=12, targets_length=7, seed=0, pad=True):
+  """Unpacked encoder/decoder arrays; targets are never 0 except trailing padding."""
+  rng = np.random.default_rng(seed)
+  inputs = rng.integers(2, cfg.vocab_size, size=(batch, inputs_length))
+  targets = rng.integers(2, cfg.vocab_size, size=(batch, targets_length))
+  if pad:  # the last row ends in padding, to exercise the masks
+    inputs[-1, inputs_length // 2:] = 0
+    targets[-1, targets_length - 2:] = 0
+  decoder_inputs = np.concatenate([np.zeros((batch, 1), int), targets[:, :-1]], axis=1)
+  decoder_inputs = np.where(targets > 0, decoder_inputs, 0)
+  return {"encoder_input_tokens": jnp.asarray(inputs, jnp.int32),
+          "decoder_input_tokens": jnp.asarray(decoder_inputs, jnp.int32),
+          "decoder_target_tokens": jnp.asarray(targets, jnp.int32)}
+
+
+def init_params(model, batch, seed=0):
+  variables = model.init(jax.random.PRNGKey(seed), batch["encoder_input_tokens"],
+                         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
+                         enable_dropout=False)
+  return variables["params"]
+
+
+def logits(model, params, batch, **kwargs):
+  return model.apply({"params": params}, **batch, enable_dropout=False, **kwargs)
