@@ -97,6 +97,9 @@ class T5Config:
   # Expert capacity = capacity_factor * k * group_size / num_experts tokens.
   train_capacity_factor: float = 1.25
   eval_capacity_factor: float = 2.0
+  # Floor on the capacity, so small groups (decoding: one token per sequence) still
+  # route their tokens; flaxformer's `min_expert_capacity` default.
+  moe_min_capacity: int = 4
   # Tokens are routed within groups of at most this many (GShard's "group size").
   moe_group_size: int = 4096
 
@@ -138,6 +141,8 @@ class T5Config:
           raise ValueError(f"{name}={getattr(self, name)} must be > 0")
       if self.moe_group_size < 1:
         raise ValueError(f"moe_group_size={self.moe_group_size} must be >= 1")
+      if self.moe_min_capacity < 1:
+        raise ValueError(f"moe_min_capacity={self.moe_min_capacity} must be >= 1")
 
   def replace(self, **changes) -> "T5Config":
     return dataclasses.replace(self, **changes)

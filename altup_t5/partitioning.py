@@ -7,9 +7,11 @@ decided here. Mesh axes: `data` (batch), `model` (heads, mlp, vocab) and, for Mo
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
+import flax
 import jax
 import numpy as np
 from flax.linen import partitioning as nn_partitioning
@@ -23,7 +25,10 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     # activations
     ("batch", ("data", "expert")),
     ("length", None),
-    ("expert_group", ("data", "expert")),  # MoE token groups, split like the batch
+    # MoE token groups once laid out expert-major ([expert, expert_group, capacity,
+    # embed]): the `expert` mesh axis holds the experts there, so groups split over
+    # `data` only (flaxformer's `expert_replicas`). Token-major groups use `batch`.
+    ("expert_group", "data"),
     ("expert_capacity", None),
     # parameters (and the activations that share their axes)
     ("vocab", "model"),
@@ -109,3 +114,22 @@ def data_parallel_size(mesh: Mesh) -> int:
   spec = logical_to_mesh_spec(("batch",), mesh)[0]
   axes = spec if isinstance(spec, tuple) else (spec,) if spec else ()
   return math.prod(mesh.shape[a] for a in axes)
+
+
+def params_logical_axes(abstract_variables):
+  """The logical axes of every parameter, from the `params_axes` collection."""
+  return flax.core.unfreeze(
+      nn_partitioning.get_axis_names(abstract_variables["params_axes"]))
+
+
+def param_shardings(abstract_variables, mesh: Mesh):
+  """NamedShardings for `variables["params"]` (from `model.init`, or its eval_shape)."""
+  return logical_to_sharding(params_logical_axes(abstract_variables), mesh)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh):
+  """Within this context, jit traces resolve the model's activation constraints
+  (`with_sharding_constraint` on logical names) against `mesh`."""
+  with jax.set_mesh(mesh), nn_partitioning.axis_rules(axis_rules(mesh.axis_names)):
+    yield

@@ -1,0 +1,113 @@
+"""Shared command line of the entry points (train, eval, infer): t5x's gin flags.
+
+  python -m altup_t5.train --gin_file=experiments/quickstart.gin \
+      --gin.MODEL_DIR=/tmp/run --gin.TRAIN_STEPS=100
+
+`--gin_file` may repeat; files are looked up in `--gin_search_paths`, the current
+directory and the project's `gin/` directory. `--gin.NAME=VALUE` binds a macro or a
+parameter (unquoted values that are not Python literals are taken as strings).
+Wrong usage -- a missing file, a misspelt binding, a required macro left unset, an
+unknown task, a mesh that does not fit -- prints one line and exits with status 2
+before any work starts. This is the only gin-aware module besides the entry points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from typing import Callable, Sequence
+
+import gin
+
+PROJECT_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "gin")
+
+
+class UsageError(ValueError):
+  """Wrong configuration or input, found before any work started (exit status 2)."""
+
+
+def _binding(flag: str) -> str:
+  name, sep, value = flag[len("--gin."):].partition("=")
+  if not sep or not name:
+    raise UsageError(f"bad flag {flag!r}: use --gin.NAME=VALUE")
+  value = value.strip()
+  if not _is_gin_value(value):
+    value = repr(value)  # --gin.MODEL_DIR=/tmp/run means the string '/tmp/run'
+  return f"{name} = {value}"
+
+
+def _is_gin_value(value: str) -> bool:
+  if value[:1] in ("@", "%", "'", '"', "[", "(", "{"):
+    return True
+  try:
+    ast.literal_eval(value)
+    return True
+  except (ValueError, SyntaxError):
+    return False
+
+
+def parse_flags(argv: Sequence[str], prog: str) -> tuple[list[str], list[str], list[str]]:
+  """-> (gin files, search paths, bindings). Exits 2 on a bad flag (argparse)."""
+  parser = argparse.ArgumentParser(
+      prog=prog, description="Run with t5x-style gin configuration.",
+      epilog="Example: --gin_file=experiments/quickstart.gin --gin.MODEL_DIR=/tmp/run")
+  parser.add_argument("--gin_file", action="append", default=[],
+                      help="gin file to parse (repeatable)")
+  parser.add_argument("--gin_search_paths", action="append", default=[],
+                      help="comma-separated directories to look for gin files in")
+  args, rest = parser.parse_known_args(argv)
+  bindings = []
+  for flag in rest:
+    if not flag.startswith("--gin."):
+      parser.error(f"unrecognized argument {flag!r} (expected --gin_file, "
+                   "--gin_search_paths or --gin.NAME=VALUE)")
+    try:
+      bindings.append(_binding(flag))
+    except UsageError as error:
+      parser.error(str(error))
+  if not args.gin_file:
+    parser.error("no --gin_file given (e.g. --gin_file=experiments/quickstart.gin)")
+  paths = [p for group in args.gin_search_paths for p in group.split(",") if p]
+  return args.gin_file, paths, bindings
+
+
+def parse_gin(files: Sequence[str], search_paths: Sequence[str],
+              bindings: Sequence[str]) -> None:
+  gin.clear_config()
+  for path in list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR]:
+    gin.add_config_file_search_path(path)
+  searched = list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR]
+  for name in files:
+    if not (os.path.isfile(name) or any(os.path.isfile(os.path.join(d, name))
+                                        for d in searched)):
+      raise UsageError(f"gin file {name!r} not found in {', '.join(searched)}")
+  try:
+    gin.parse_config_files_and_bindings(list(files), list(bindings))
+  except (ValueError, SyntaxError, KeyError, TypeError) as error:
+    raise UsageError(_gin_message(error)) from None
+
+
+def _gin_message(error: Exception) -> str:
+  text = " ".join(str(error).split())
+  if "set to `%gin.REQUIRED` but not subsequently overridden" in text:
+    macro = text.split("/")[0]
+    return f"required gin macro {macro} is not set: pass --gin.{macro}=..."
+  return f"gin configuration error: {text}"
+
+
+def run(fn: Callable, argv: Sequence[str] | None = None, prog: str = "") -> object:
+  """Parse flags and gin files, then call `fn` with its gin bindings."""
+  argv = sys.argv[1:] if argv is None else argv
+  files, paths, bindings = parse_flags(argv, prog)
+  try:
+    parse_gin(files, paths, bindings)
+    return gin.get_configurable(fn)()
+  except UsageError as error:
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    sys.exit(2)
+  except FloatingPointError as error:  # a diverged run: say where, keep the checkpoints
+    print(f"{prog}: stopped: {error}", file=sys.stderr)
+    sys.exit(1)

@@ -1,0 +1,131 @@
+"""Evaluation: teacher-forced loss/accuracy on a split, and inference evaluation
+(decode, the task's postprocessor, the task's seqio metrics) through seqio's
+`Evaluator`, which also writes every prediction to JSON lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Mapping
+
+import jax
+import numpy as np
+import seqio
+
+from altup_t5 import input_pipeline, models
+from altup_t5.input_pipeline import DataSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+  """How inference decodes (T5 evaluates fine-tuned models greedily)."""
+  method: str = "greedy"  # "greedy", "beam" or "sample"
+  beam_size: int = 4
+  alpha: float = 0.6  # beam search length penalty ((5 + len) / 6) ** alpha
+  temperature: float = 1.0  # for "sample"
+
+  def __post_init__(self):
+    if self.method not in ("greedy", "beam", "sample"):
+      raise ValueError(f"decode method={self.method!r} is not one of 'greedy', 'beam', "
+                       "'sample'")
+    if self.beam_size < 1:
+      raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """What a training run evaluates, and how often."""
+  period: int = 1000  # steps between evaluations (and one at the end)
+  # Teacher-forced metrics on these examples (None: no teacher-forced evaluation).
+  data: DataSettings | None = None
+  steps: int | None = 20  # batches of `data` per evaluation (None: the whole split)
+  # Inference evaluation with the task's metrics on `data`'s task and split.
+  infer: bool = False
+  infer_examples: int | None = None  # None: the whole split
+  decode: DecodeSettings = DecodeSettings()
+
+  def __post_init__(self):
+    if self.period < 1:
+      raise ValueError(f"eval period={self.period} must be >= 1")
+
+
+def teacher_forced(trainer, params, settings: DataSettings, steps: int | None,
+                   mesh) -> dict[str, float]:
+  """Loss, accuracy and z-loss over `steps` batches of the split, no dropout."""
+  rows = input_pipeline.local_batch_size(settings)
+  ds = input_pipeline.get_dataset(settings, repeat=False)
+  if steps is not None:
+    ds = ds.take(steps)
+  total = None
+  for batch in input_pipeline.global_batches(ds, mesh, rows):
+    total = models.add_metrics(total, trainer.eval_step(params, batch))
+  if total is None:
+    raise ValueError(f"split {settings.split!r} of {settings.mixture_or_task_name!r} "
+                     "yielded no examples")
+  return models.summarize(total)
+
+
+class InferenceEvaluator:
+  """Decodes a task's split and scores it with the task's postprocessor and metrics.
+
+  Built once per run: seqio caches the split's examples and targets.
+  """
+
+  def __init__(self, model: models.Seq2SeqModel, settings: DataSettings,
+               decode: DecodeSettings, num_examples: int | None, log_dir: str):
+    self.model = model
+    self.settings = settings
+    self.decode = decode
+    self.max_decode_length = settings.task_feature_lengths["targets"]
+    os.makedirs(log_dir, exist_ok=True)
+    self.evaluator = seqio.Evaluator(
+        mixture_or_task_name=settings.mixture_or_task_name,
+        feature_converter=seqio.EncDecFeatureConverter(pack=False),
+        eval_split=settings.split, use_cached=settings.use_cached, seed=settings.seed,
+        sequence_length=dict(settings.task_feature_lengths), num_examples=num_examples,
+        shuffle=False, logger_cls=[functools.partial(seqio.JSONLogger)],
+        log_dir=log_dir, async_compute_metrics=False)
+    tasks = self.evaluator.eval_tasks
+    if not tasks:
+      raise ValueError(f"{settings.mixture_or_task_name!r} has no task with split "
+                       f"{settings.split!r} and predict metrics to evaluate")
+    self.eos_id = tasks[0].output_features["targets"].vocabulary.eos_id
+    self._predict = jax.jit(functools.partial(
+        self.model.predict, max_decode_length=self.max_decode_length, eos_id=self.eos_id,
+        method=decode.method, beam_size=decode.beam_size, alpha=decode.alpha,
+        temperature=decode.temperature))
+
+  def _predict_fn(self, params, ds):
+    """seqio's predict_fn: (index, token ids) for every example of `ds`."""
+    rows = self.settings.batch_size
+    outputs = []
+    for indices, features in ds.batch(rows).as_numpy_iterator():
+      inputs = features["encoder_input_tokens"]
+      n = len(inputs)
+      if n < rows:  # one compiled shape for every batch
+        inputs = np.pad(inputs, [(0, rows - n), (0, 0)])
+      rng = jax.random.PRNGKey(0)
+      tokens = np.asarray(self._predict(params, inputs, rng=rng))[:n]
+      outputs.extend((int(i), list(_strip(t, self.eos_id))) for i, t in
+                     zip(indices, tokens))
+    return outputs
+
+  def __call__(self, params, step: int) -> dict[str, float]:
+    """Metrics as {"task/metric": value}; predictions go to the JSON logs."""
+    metrics, _ = self.evaluator.evaluate(
+        compute_metrics=True, step=step,
+        predict_fn=functools.partial(self._predict_fn, params),
+        score_fn=functools.partial(self._score_fn, params))
+    results = metrics.result() if hasattr(metrics, "result") else metrics
+    return {f"{task}/{name}": float(value) for task, task_metrics in results.items()
+            for name, value in task_metrics.items() if np.ndim(value) == 0}
+
+  def _score_fn(self, params, ds):
+    raise NotImplementedError("score-based metrics are not supported yet")
+
+
+def _strip(tokens: np.ndarray, eos_id: int) -> np.ndarray:
+  """Cut at the first EOS (seqio's vocab.decode would stop there too)."""
+  ends = np.flatnonzero(tokens == eos_id)
+  return tokens[:ends[0]] if len(ends) else tokens

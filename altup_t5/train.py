@@ -1,0 +1,223 @@
+r"""Pretrain or fine-tune a T5 with gin, on one CPU or a TPU pod.
+
+  python -m altup_t5.train --gin_file=experiments/quickstart.gin \
+      --gin.MODEL_DIR=\"/tmp/quickstart\"
+
+`train()` reads top to bottom: mesh, input, model and optimiser, state (resume,
+fine-tune or fresh), the loop (step, metrics, checkpoints, evaluation), the end. A
+restarted run resumes from MODEL_DIR's newest readable checkpoint, including the
+input position, and ends with exactly the parameters of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+
+from altup_t5 import checkpoints as checkpoints_lib
+from altup_t5 import cli, evaluation, input_pipeline, models, partitioning, trainer
+from altup_t5.checkpoints import CheckpointSettings
+from altup_t5.evaluation import EvalSettings
+from altup_t5.input_pipeline import DataSettings
+from altup_t5.trainer import OptimizerSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  model_dir: str  # checkpoints, summaries and metrics.jsonl go here
+  total_steps: int  # train until the state's step reaches this
+  random_seed: int = 0  # parameter init and dropout
+  # Fine-tune from this checkpoint's parameters (fresh optimiser); ignored once
+  # MODEL_DIR has checkpoints of its own, so a restarted fine-tune resumes.
+  initial_checkpoint_path: str | None = None
+  log_period: int = 10  # steps between training summaries
+
+  def __post_init__(self):
+    if not self.model_dir:
+      raise cli.UsageError("MODEL_DIR is empty: pass --gin.MODEL_DIR=/path/to/run")
+    if self.total_steps < 1:
+      raise cli.UsageError(f"TRAIN_STEPS={self.total_steps} must be >= 1")
+    if self.log_period < 1:
+      raise cli.UsageError(f"log_period={self.log_period} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSettings:
+  """Device mesh: data x expert x model; data=-1 uses the remaining devices."""
+  data: int = -1
+  model: int = 1
+  expert: int = 1
+
+
+class _Stop:
+  """SIGTERM (a preempted VM, `kill`) asks the loop to save and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+
+def maybe_initialize_distributed() -> None:
+  """Multi-host (TPU pod, several GPU processes): one jax process per host. The
+  launchers in scripts/ set the coordinator variables jax reads."""
+  if jax.process_count() == 1 and (os.environ.get("JAX_COORDINATOR_ADDRESS") or
+                                   os.environ.get("TPU_WORKER_HOSTNAMES")):
+    jax.distributed.initialize()
+
+
+def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
+          optimizer: OptimizerSettings = OptimizerSettings(),
+          mesh: MeshSettings = MeshSettings(),
+          checkpoint: CheckpointSettings = CheckpointSettings(),
+          evaluate: EvalSettings | None = None) -> dict[str, float]:
+  """Train `model` on `data` for `run.total_steps`; returns the last metrics."""
+  # ------------------------------------------------------------------ mesh
+  maybe_initialize_distributed()
+  try:
+    device_mesh = partitioning.make_mesh(mesh.data, mesh.model, mesh.expert)
+    input_pipeline.check_batch_fits_mesh(data.batch_size, device_mesh)
+    input_pipeline.local_batch_size(data)
+    from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
+    tasks.get_task_or_mixture(data.mixture_or_task_name)
+    if evaluate and evaluate.data:
+      tasks.get_task_or_mixture(evaluate.data.mixture_or_task_name)
+  except ValueError as error:
+    raise cli.UsageError(str(error)) from None
+
+  # ------------------------------------------------------------------ input
+  def make_iterator():
+    return iter(input_pipeline.get_dataset(data, repeat=True))
+
+  # ------------------------------------------------------------------ model, optimiser
+  engine = trainer.Trainer(model, optimizer, device_mesh,
+                           input_pipeline.batch_shapes(data))
+  checkpoints = checkpoints_lib.Checkpoints(
+      os.path.join(run.model_dir, "checkpoints"), checkpoint)
+
+  # ------------------------------------------------------------------ state
+  abstract_state = jax.tree_util.tree_map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      engine.abstract_state, engine.state_shardings)
+  restored = checkpoints.restore_latest(abstract_state, make_iterator)
+  if restored is not None:
+    state, iterator = restored
+    note = f"resumed from step {int(state.step)} in {checkpoints.directory}"
+  elif run.initial_checkpoint_path:
+    params = checkpoints_lib.load_params(run.initial_checkpoint_path,
+                                         abstract_state.params)
+    state, iterator = engine.state_from_params(params), make_iterator()
+    note = f"fine-tuning from {run.initial_checkpoint_path}"
+  else:
+    state, iterator = engine.init_state(run.random_seed), make_iterator()
+    note = "initialised from scratch"
+  start_step = int(state.step)
+
+  summaries = _open_summaries(run, start_step)
+  summaries.message(f"{note}; training to step {run.total_steps} on "
+                    f"{jax.device_count()} device(s), mesh {dict(device_mesh.shape)}")
+  evaluators = _Evaluators(engine, model, evaluate, device_mesh, run.model_dir)
+
+  # ------------------------------------------------------------------ loop
+  stop = _Stop()
+  rows = input_pipeline.local_batch_size(data)
+  tokens_per_step = data.batch_size * sum(
+      v.shape[1] for k, v in engine.example_batch.items()
+      if k in ("encoder_input_tokens", "decoder_target_tokens"))
+  step, pending, window, last = start_step, None, None, {}
+  window_start, window_steps = time.time(), 0
+  while step < run.total_steps:
+    batch = input_pipeline.to_global(
+        {k: v.numpy() for k, v in next(iterator).items()}, device_mesh)
+    state, metrics = engine.train_step(state, batch, run.random_seed)
+    step += 1
+    # Check the previous step's loss while this one runs: no stall, and a
+    # non-finite loss is caught before any checkpoint could store its effect.
+    if pending is not None:
+      _check_finite(*pending, checkpoints)
+    pending = (step, metrics["loss"][0])
+    window = models.add_metrics(window, metrics)
+    window_steps += 1
+
+    save = step % checkpoint.period == 0 or step == run.total_steps or stop.requested
+    log = step % run.log_period == 0 or save
+    if log:
+      _check_finite(*pending, checkpoints)
+      elapsed = max(time.time() - window_start, 1e-9)
+      last = models.summarize(window)
+      last.update(steps_per_second=window_steps / elapsed,
+                  examples_per_second=window_steps * data.batch_size / elapsed,
+                  tokens_per_second=window_steps * tokens_per_step / elapsed,
+                  elapsed_seconds=time.time() - summaries.start_time)
+      summaries.write(step, last, "train")
+      summaries.advance(window_steps, last)
+      window, window_start, window_steps = None, time.time(), 0
+    if save:
+      checkpoints.save(step, state, iterator)
+    if evaluators.due(step, run.total_steps):
+      last.update({f"eval/{k}": v for k, v in evaluators(state.params, step,
+                                                         summaries).items()})
+    if stop.requested:
+      summaries.message(f"SIGTERM: saved step {step}; exiting")
+      break
+
+  # ------------------------------------------------------------------ end
+  checkpoints.close()
+  summaries.close()
+  del rows
+  return last
+
+
+def _open_summaries(run: RunSettings, start_step: int):
+  from altup_t5.summaries import Summaries  # pylint: disable=g-import-not-at-top
+  return Summaries(run.model_dir, total_steps=run.total_steps, start_step=start_step)
+
+
+def _check_finite(step: int, loss_total, checkpoints) -> None:
+  value = float(loss_total)
+  if not np.isfinite(value):
+    saved = checkpoints.steps()
+    where = (f"the last good checkpoint is step {saved[-1]} in {checkpoints.directory}"
+             if saved else "no checkpoint was saved")
+    checkpoints.close()
+    raise FloatingPointError(f"loss is {value} at step {step}; {where} (not overwritten)")
+
+
+class _Evaluators:
+  """Teacher-forced and inference evaluation, every `period` steps and at the end."""
+
+  def __init__(self, engine, model, settings: EvalSettings | None, mesh, model_dir):
+    self.engine, self.settings, self.mesh = engine, settings, mesh
+    self.infer = None
+    if settings and settings.data and settings.infer:
+      self.infer = evaluation.InferenceEvaluator(
+          model, settings.data, settings.decode, settings.infer_examples,
+          os.path.join(model_dir, "inference_eval"))
+
+  def due(self, step: int, total: int) -> bool:
+    s = self.settings
+    return bool(s and s.data) and (step % s.period == 0 or step == total)
+
+  def __call__(self, params, step: int, summaries) -> dict[str, float]:
+    s = self.settings
+    results = evaluation.teacher_forced(self.engine, params, s.data, s.steps, self.mesh)
+    summaries.write(step, results, f"eval/{s.data.mixture_or_task_name}")
+    if self.infer is not None:
+      inferred = self.infer(params, step)
+      summaries.write(step, inferred, "infer_eval")
+      results.update({f"infer/{k}": v for k, v in inferred.items()})
+    summaries.message(f"step {step} eval: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in sorted(results.items()) if k != "num_tokens"))
+    return results
+
+
+if __name__ == "__main__":
+  cli.run(train, prog="python -m altup_t5.train")

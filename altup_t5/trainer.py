@@ -1,0 +1,191 @@
+"""Train state, T5's optimiser and schedule, sharded initialisation, jitted steps.
+
+The recipe (flax's lm1b, t5x): `eval_shape` the initial state, read each parameter's
+logical axes, turn them into shardings on the mesh, then `jit(init, out_shardings=...)`
+so no device ever holds the whole model; the train step is jitted with those
+shardings and donates the old state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from altup_t5 import models, partitioning
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: Array  # int32 scalar: optimizer steps taken
+  params: Any
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+  """Adafactor as T5 used it, and T5's learning-rate schedules."""
+  # "rsqrt": base * rsqrt(max(step, warmup)) -- T5 pretraining (0.01 for 10k steps,
+  # then decaying); "constant": base -- T5 fine-tuning uses 1e-3.
+  schedule: str = "rsqrt"
+  base_learning_rate: float = 1.0
+  warmup_steps: int = 10_000
+  # Adafactor (Shazeer & Stern 2018) with T5's settings.
+  decay_rate: float = 0.8  # second-moment decay 1 - (t+1)^-0.8
+  clipping_threshold: float = 1.0  # update clipping
+  multiply_by_parameter_scale: bool = True  # relative step size
+  factored: bool = True  # row/column second moments for matrices
+  min_dim_size_to_factor: int = 128
+
+  def __post_init__(self):
+    if self.schedule not in ("rsqrt", "constant"):
+      raise ValueError(f"schedule={self.schedule!r} is not one of 'rsqrt', 'constant'")
+    if self.base_learning_rate <= 0:
+      raise ValueError(f"base_learning_rate={self.base_learning_rate} must be > 0")
+
+  def learning_rate(self) -> optax.Schedule:
+    base, warmup = self.base_learning_rate, max(self.warmup_steps, 1)
+    if self.schedule == "constant":
+      return optax.constant_schedule(base)
+    return lambda step: base * jax.lax.rsqrt(jnp.maximum(step, warmup).astype(jnp.float32))
+
+  def make(self) -> optax.GradientTransformation:
+    return optax.adafactor(
+        learning_rate=self.learning_rate(), decay_rate=self.decay_rate,
+        clipping_threshold=self.clipping_threshold,
+        multiply_by_parameter_scale=self.multiply_by_parameter_scale,
+        factored=self.factored, min_dim_size_to_factor=self.min_dim_size_to_factor)
+
+
+def batch_spec(batch: Mapping[str, Any]) -> dict[str, jax.ShapeDtypeStruct]:
+  return {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype if not hasattr(
+      v, "dtype") else v.dtype) for k, v in batch.items()}
+
+
+class Trainer:
+  """Owns the model, optimiser, mesh and the compiled step functions."""
+
+  def __init__(self, model: models.Seq2SeqModel, optimizer: OptimizerSettings,
+               mesh: Mesh, example_batch: Mapping[str, jax.ShapeDtypeStruct]):
+    self.model = model
+    self.settings = optimizer
+    self.tx = optimizer.make()
+    self.learning_rate = optimizer.learning_rate()
+    self.mesh = mesh
+    self.example_batch = dict(example_batch)
+    self.replicated = NamedSharding(mesh, PartitionSpec())
+
+    # ---- abstract state and its shardings ----
+    abstract_variables = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), self.example_batch))
+    self.param_shardings = partitioning.param_shardings(abstract_variables, mesh)
+    abstract_params = abstract_variables["params"]
+    abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
+    self.state_shardings = TrainState(
+        step=self.replicated, params=self.param_shardings,
+        opt_state=_optimizer_state_shardings(abstract_opt, abstract_params,
+                                             self.param_shardings, self.replicated))
+    self.abstract_state = TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
+        opt_state=abstract_opt)
+    self.batch_shardings = {k: partitioning.batch_sharding(mesh, len(v.shape))
+                            for k, v in self.example_batch.items()}
+
+    with partitioning.activation_sharding(mesh):
+      self._init = jax.jit(self._init_fn, out_shardings=self.state_shardings)
+      self._train_step = jax.jit(
+          self._train_step_fn,
+          in_shardings=(self.state_shardings, self.batch_shardings, self.replicated),
+          out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
+      self._eval_step = jax.jit(
+          self._eval_step_fn, in_shardings=(self.param_shardings, self.batch_shardings),
+          out_shardings=self.replicated)
+
+  # ------------------------------------------------------------ pure functions
+  def _init_fn(self, rng: Array) -> TrainState:
+    params = self.model.init(rng, self.example_batch)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=self.tx.init(params))
+
+  def _train_step_fn(self, state: TrainState, batch, dropout_seed: Array):
+    # A fresh dropout key per step, derived from the step: resumes reproduce it.
+    rng = jax.random.fold_in(jax.random.PRNGKey(dropout_seed), state.step)
+    grad_fn = jax.value_and_grad(self.model.loss_and_metrics, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, batch, rng)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    one = jnp.ones(())
+    metrics["learning_rate"] = (self.learning_rate(state.step), one)
+    metrics["grad_norm"] = (optax.global_norm(grads), one)
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def _eval_step_fn(self, params, batch):
+    return self.model.eval_metrics(params, batch)
+
+  # ------------------------------------------------------------ public API
+  def init_state(self, seed: int) -> TrainState:
+    with partitioning.activation_sharding(self.mesh):
+      return self._init(jax.random.PRNGKey(seed))
+
+  def state_from_params(self, params) -> TrainState:
+    """A fresh optimiser around given parameters (fine-tuning from a checkpoint)."""
+    params = jax.device_put(params, self.param_shardings)
+    with partitioning.activation_sharding(self.mesh):
+      opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(
+          params)
+    return TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), self.replicated),
+                      params=params, opt_state=opt_state)
+
+  def train_step(self, state: TrainState, batch, dropout_seed: int):
+    with partitioning.activation_sharding(self.mesh):
+      return self._train_step(state, batch, np.int32(dropout_seed))
+
+  def eval_step(self, params, batch):
+    with partitioning.activation_sharding(self.mesh):
+      return self._eval_step(params, batch)
+
+  def lower_train_step(self, state: TrainState, batch, dropout_seed: int):
+    """The compiled train step (for FLOP counts and memory analysis)."""
+    with partitioning.activation_sharding(self.mesh):
+      return self._train_step.lower(state, batch, np.int32(dropout_seed)).compile()
+
+
+def _optimizer_state_shardings(abstract_opt, abstract_params, param_shardings,
+                               replicated: NamedSharding):
+  """Optimiser leaves shaped like their parameter are sharded like it; Adafactor's
+  factored row/column statistics are vectors and stay replicated."""
+  def for_param(state_leaf, param_leaf, sharding):
+    return sharding if state_leaf.shape == param_leaf.shape else replicated
+
+  def shard(state_subtree):
+    try:
+      return jax.tree_util.tree_map(for_param, state_subtree, abstract_params,
+                                    param_shardings)
+    except ValueError:  # not shaped like the parameter tree
+      return jax.tree_util.tree_map(lambda _: replicated, state_subtree)
+
+  return _map_param_like_subtrees(abstract_opt, abstract_params, shard, replicated)
+
+
+def _map_param_like_subtrees(tree, params, fn: Callable, replicated):
+  """Apply `fn` to every subtree of the optimiser state with the params' structure."""
+  params_structure = jax.tree_util.tree_structure(params)
+
+  def visit(node):
+    if jax.tree_util.tree_structure(node) == params_structure:
+      return fn(node)
+    children, treedef = jax.tree_util.tree_flatten(
+        node, is_leaf=lambda x: x is not node)
+    if len(children) == 1 and children[0] is node:  # a leaf not shaped like params
+      return replicated
+    return jax.tree_util.tree_unflatten(treedef, [visit(c) for c in children])
+
+  return visit(tree)
