@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 
+from altup_t5 import decoding
 from altup_t5.network import Transformer
 
 Array = jax.Array
@@ -140,7 +141,6 @@ class Seq2SeqModel:
               alpha: float = 0.6, temperature: float = 1.0,
               rng: Array | None = None) -> Array:
     """Decoded token ids `[batch, max_decode_length]` (0 after EOS)."""
-    from altup_t5 import decoding  # TODO(lead): top-level once decoding.py lands
     tokens, _ = decoding.decode_with_model(
         self.module, params, encoder_input_tokens, max_decode_length=max_decode_length,
         eos_id=eos_id, method=method, beam_size=beam_size, alpha=alpha,

@@ -23,6 +23,7 @@ from flax import linen as nn
 
 from altup_t5 import altup as altup_lib
 from altup_t5 import layers
+from altup_t5 import moe
 from altup_t5.config import ComputeOn, Router, T5Config, Variant, config_for  # re-exported
 from altup_t5.layers import constrain, dropout
 
@@ -41,8 +42,7 @@ def _feed_forward(cfg: T5Config, layer: int, router: Router, x: Array, valid: Ar
                   deterministic: bool) -> Array:
   """The layer's FFN: dense gated-GELU, or sparse where MoE puts experts."""
   if cfg.is_sparse_layer(layer):
-    from altup_t5.moe import MoeMlp  # pylint: disable=g-import-not-at-top
-    return MoeMlp(cfg, router, name="mlp")(x, valid, deterministic)
+    return moe.MoeMlp(cfg, router, name="mlp")(x, valid, deterministic)
   return layers.MlpBlock(cfg, name="mlp")(x, deterministic)
 
 

@@ -35,10 +35,11 @@ def random_batch(cfg, batch=2, inputs_length=12, targets_length=7, seed=0, pad=T
 
 
 def init_params(model, batch, seed=0):
-  variables = model.init(jax.random.PRNGKey(seed), batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], batch["decoder_target_tokens"],
-                         enable_dropout=False)
-  return variables["params"]
+  # Jitted: an eager init of even a micro model takes seconds of op dispatch.
+  init = jax.jit(lambda rng: model.init(
+      rng, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+      batch["decoder_target_tokens"], enable_dropout=False)["params"])
+  return init(jax.random.PRNGKey(seed))
 
 
 def logits(model, params, batch, **kwargs):
