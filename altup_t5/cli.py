@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
+import logging
 import os
 import sys
 from typing import Callable, Sequence
@@ -84,10 +86,14 @@ def parse_gin(files: Sequence[str], search_paths: Sequence[str],
     if not (os.path.isfile(name) or any(os.path.isfile(os.path.join(d, name))
                                         for d in searched)):
       raise UsageError(f"gin file {name!r} not found in {', '.join(searched)}")
+  # gin logs every search path it tries before the one that has the file.
+  logging.disable(logging.ERROR)
   try:
     gin.parse_config_files_and_bindings(list(files), list(bindings))
-  except (ValueError, SyntaxError, KeyError, TypeError) as error:
+  except (ValueError, SyntaxError, KeyError, TypeError, IOError) as error:
     raise UsageError(_gin_message(error)) from None
+  finally:
+    logging.disable(logging.NOTSET)
 
 
 def _gin_message(error: Exception) -> str:
@@ -98,13 +104,48 @@ def _gin_message(error: Exception) -> str:
   return f"gin configuration error: {text}"
 
 
+def _configured(fn: Callable) -> Callable:
+  """`fn` with its gin bindings; every required argument must be bound."""
+  try:
+    configured = gin.get_configurable(fn)
+  except ValueError:
+    raise UsageError(f"the gin files configure nothing for {fn.__module__}.{fn.__name__}: "
+                     "include the run file (e.g. runs/pretrain.gin)") from None
+  required = [name for name, p in inspect.signature(fn).parameters.items()
+              if p.default is inspect.Parameter.empty]
+  missing = []
+  for name in required:
+    try:
+      gin.query_parameter(f"{fn.__module__}.{fn.__name__}.{name}")
+    except ValueError:
+      missing.append(name)
+  if missing:
+    raise UsageError(f"{fn.__name__}() needs gin bindings for {', '.join(missing)}")
+  return configured
+
+
+def _choose_vocabulary() -> None:
+  """Apply `vocabularies.choose` if the gin files bind it (T5-format tasks' vocabulary)."""
+  from altup_t5.data import vocabularies  # pylint: disable=g-import-not-at-top
+  try:
+    choose = gin.get_configurable(vocabularies.choose)
+  except ValueError:
+    return
+  try:
+    choose()
+  except ValueError as error:
+    raise UsageError(str(error)) from None
+
+
 def run(fn: Callable, argv: Sequence[str] | None = None, prog: str = "") -> object:
   """Parse flags and gin files, then call `fn` with its gin bindings."""
   argv = sys.argv[1:] if argv is None else argv
   files, paths, bindings = parse_flags(argv, prog)
   try:
     parse_gin(files, paths, bindings)
-    return gin.get_configurable(fn)()
+    _choose_vocabulary()
+    configured = _configured(fn)
+    return configured()
   except UsageError as error:
     print(f"{prog}: error: {error}", file=sys.stderr)
     sys.exit(2)

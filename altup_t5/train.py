@@ -12,6 +12,7 @@ input position, and ends with exactly the parameters of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -67,10 +68,17 @@ class _Stop:
 
 
 def maybe_initialize_distributed() -> None:
-  """Multi-host (TPU pod, several GPU processes): one jax process per host. The
-  launchers in scripts/ set the coordinator variables jax reads."""
-  if jax.process_count() == 1 and (os.environ.get("JAX_COORDINATOR_ADDRESS") or
-                                   os.environ.get("TPU_WORKER_HOSTNAMES")):
+  """Join the other hosts before any jax computation, when launched on several.
+
+  scripts/gpu_multiprocess.sh sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID; on a Cloud TPU pod (several TPU_WORKER_HOSTNAMES) jax finds its
+  peers itself. A single process needs nothing.
+  """
+  num_processes = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
+  if num_processes > 1:
+    jax.distributed.initialize(num_processes=num_processes,
+                               process_id=int(os.environ["JAX_PROCESS_ID"]))
+  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
     jax.distributed.initialize()
 
 
@@ -124,14 +132,16 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
   summaries = _open_summaries(run, start_step)
   summaries.message(f"{note}; training to step {run.total_steps} on "
                     f"{jax.device_count()} device(s), mesh {dict(device_mesh.shape)}")
+  _write_run_info(run.model_dir, engine, data, device_mesh)
   evaluators = _Evaluators(engine, model, evaluate, device_mesh, run.model_dir)
 
   # ------------------------------------------------------------------ loop
   stop = _Stop()
-  rows = input_pipeline.local_batch_size(data)
   tokens_per_step = data.batch_size * sum(
       v.shape[1] for k, v in engine.example_batch.items()
       if k in ("encoder_input_tokens", "decoder_target_tokens"))
+  # Seconds spent training (not evaluating or saving), carried over a resume.
+  train_seconds = _previous_train_seconds(summaries.jsonl_path, start_step)
   step, pending, window, last = start_step, None, None, {}
   window_start, window_steps = time.time(), 0
   while step < run.total_steps:
@@ -152,27 +162,32 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
     if log:
       _check_finite(*pending, checkpoints)
       elapsed = max(time.time() - window_start, 1e-9)
+      train_seconds += elapsed
       last = models.summarize(window)
       last.update(steps_per_second=window_steps / elapsed,
                   examples_per_second=window_steps * data.batch_size / elapsed,
                   tokens_per_second=window_steps * tokens_per_step / elapsed,
+                  train_seconds=train_seconds,
                   elapsed_seconds=time.time() - summaries.start_time)
       summaries.write(step, last, "train")
       summaries.advance(window_steps, last)
-      window, window_start, window_steps = None, time.time(), 0
+      window, window_steps = None, 0
     if save:
+      if not engine.params_finite(state.params):
+        _stop_diverged(f"parameters became non-finite at step {step}", checkpoints)
       checkpoints.save(step, state, iterator)
     if evaluators.due(step, run.total_steps):
-      last.update({f"eval/{k}": v for k, v in evaluators(state.params, step,
-                                                         summaries).items()})
+      results = evaluators(state.params, step, summaries, train_seconds)
+      last.update({f"eval/{k}": v for k, v in results.items()})
     if stop.requested:
       summaries.message(f"SIGTERM: saved step {step}; exiting")
       break
+    if log:  # the next window times training steps only
+      window_start = time.time()
 
   # ------------------------------------------------------------------ end
   checkpoints.close()
   summaries.close()
-  del rows
   return last
 
 
@@ -181,14 +196,55 @@ def _open_summaries(run: RunSettings, start_step: int):
   return Summaries(run.model_dir, total_steps=run.total_steps, start_step=start_step)
 
 
+def _write_run_info(model_dir: str, engine, data: DataSettings, mesh) -> None:
+  """What the run is and what one step costs, for studies and benchmarks."""
+  if jax.process_index() != 0:
+    return
+  params = sum(int(np.prod(x.shape)) for x in
+               jax.tree_util.tree_leaves(engine.abstract_state.params))
+  info = {"parameters": params, "config": _jsonable(engine.model.config),
+          "data": _jsonable(data), "mesh": dict(mesh.shape),
+          "devices": [str(d) for d in jax.devices()], **engine.step_cost()}
+  with open(os.path.join(model_dir, "run_info.json"), "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=2)
+
+
+def _jsonable(obj):
+  if dataclasses.is_dataclass(obj):
+    return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(x) for x in obj]
+  if isinstance(obj, dict):
+    return {str(k): _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (int, float, str, bool)) or obj is None:
+    return obj
+  return str(getattr(obj, "value", obj))
+
+
+def _previous_train_seconds(jsonl_path: str, start_step: int) -> float:
+  """The training time logged at the resumed step (0 for a fresh run)."""
+  seconds = 0.0
+  if start_step and os.path.exists(jsonl_path):
+    with open(jsonl_path, encoding="utf-8") as f:
+      for line in f:
+        record = json.loads(line)
+        if record.get("step", 0) <= start_step and "train/train_seconds" in record:
+          seconds = record["train/train_seconds"]
+  return seconds
+
+
 def _check_finite(step: int, loss_total, checkpoints) -> None:
   value = float(loss_total)
   if not np.isfinite(value):
-    saved = checkpoints.steps()
-    where = (f"the last good checkpoint is step {saved[-1]} in {checkpoints.directory}"
-             if saved else "no checkpoint was saved")
-    checkpoints.close()
-    raise FloatingPointError(f"loss is {value} at step {step}; {where} (not overwritten)")
+    _stop_diverged(f"loss is {value} at step {step}", checkpoints)
+
+
+def _stop_diverged(what: str, checkpoints) -> None:
+  checkpoints.close()  # let pending saves (all of finite states) finish
+  saved = checkpoints.steps()
+  where = (f"the last good checkpoint is step {saved[-1]} in {checkpoints.directory}"
+           if saved else "no checkpoint was saved")
+  raise FloatingPointError(f"{what}; {where} (not overwritten)")
 
 
 class _Evaluators:
@@ -206,9 +262,11 @@ class _Evaluators:
     s = self.settings
     return bool(s and s.data) and (step % s.period == 0 or step == total)
 
-  def __call__(self, params, step: int, summaries) -> dict[str, float]:
+  def __call__(self, params, step: int, summaries, train_seconds: float
+               ) -> dict[str, float]:
     s = self.settings
     results = evaluation.teacher_forced(self.engine, params, s.data, s.steps, self.mesh)
+    results["train_seconds"] = train_seconds
     summaries.write(step, results, f"eval/{s.data.mixture_or_task_name}")
     if self.infer is not None:
       inferred = self.infer(params, step)
@@ -220,4 +278,6 @@ class _Evaluators:
 
 
 if __name__ == "__main__":
-  cli.run(train, prog="python -m altup_t5.train")
+  # gin configures `altup_t5.train.train`, not this `__main__` copy of the module.
+  from altup_t5 import train as train_module  # pylint: disable=g-import-not-at-top
+  cli.run(train_module.train, prog="python -m altup_t5.train")

@@ -99,12 +99,15 @@ class Trainer:
     self.batch_shardings = {k: partitioning.batch_sharding(mesh, len(v.shape))
                             for k, v in self.example_batch.items()}
 
+    self._compiled = None
     with partitioning.activation_sharding(mesh):
       self._init = jax.jit(self._init_fn, out_shardings=self.state_shardings)
       self._train_step = jax.jit(
           self._train_step_fn,
           in_shardings=(self.state_shardings, self.batch_shardings, self.replicated),
           out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
+      self._all_finite = jax.jit(lambda params: jnp.all(jnp.asarray(
+          [jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)])))
       self._eval_step = jax.jit(
           self._eval_step_fn, in_shardings=(self.param_shardings, self.batch_shardings),
           out_shardings=self.replicated)
@@ -144,18 +147,46 @@ class Trainer:
     return TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), self.replicated),
                       params=params, opt_state=opt_state)
 
+  def compiled_train_step(self):
+    """The train step compiled once, ahead of time, from the abstract shapes: the
+    same executable runs every step and reports its cost."""
+    if self._compiled is None:
+      with_sharding = lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s)
+      state = jax.tree_util.tree_map(with_sharding, self.abstract_state,
+                                     self.state_shardings)
+      batch = {k: with_sharding(v, self.batch_shardings[k])
+               for k, v in self.example_batch.items()}
+      seed = jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
+      with partitioning.activation_sharding(self.mesh):
+        self._compiled = self._train_step.lower(state, batch, seed).compile()
+    return self._compiled
+
   def train_step(self, state: TrainState, batch, dropout_seed: int):
     with partitioning.activation_sharding(self.mesh):
-      return self._train_step(state, batch, np.int32(dropout_seed))
+      return self.compiled_train_step()(state, batch, np.int32(dropout_seed))
+
+  def step_cost(self) -> dict[str, float]:
+    """XLA's view of one train step: FLOPs (its cost analysis, which also counts
+    avoidable work), and the compiled program's memory in bytes."""
+    compiled = self.compiled_train_step()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    out = {"xla_flops_per_step": float(cost.get("flops", float("nan")))}
+    memory = compiled.memory_analysis()
+    if memory is not None:
+      for name in ("argument_size_in_bytes", "output_size_in_bytes",
+                   "temp_size_in_bytes", "generated_code_size_in_bytes"):
+        out[name] = float(getattr(memory, name, float("nan")))
+    return out
 
   def eval_step(self, params, batch):
     with partitioning.activation_sharding(self.mesh):
       return self._eval_step(params, batch)
 
-  def lower_train_step(self, state: TrainState, batch, dropout_seed: int):
-    """The compiled train step (for FLOP counts and memory analysis)."""
+  def params_finite(self, params) -> bool:
+    """Whether every parameter is finite (checked before each checkpoint save)."""
     with partitioning.activation_sharding(self.mesh):
-      return self._train_step.lower(state, batch, np.int32(dropout_seed)).compile()
+      return bool(self._all_finite(params))
 
 
 def _optimizer_state_shardings(abstract_opt, abstract_params, param_shardings,
