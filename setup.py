@@ -22,6 +22,8 @@ setuptools.setup(
         "orbax-checkpoint>=0.11",
         "seqio>=0.0.19",
         "tensorflow-datasets>=4.9.6",
+        # tfds imports it when building a dataset but declares it only for Python<3.9.
+        "importlib_resources>=6",
         "gin-config>=0.5",
         "clu>=0.0.12",
         # clu's TensorBoard writer needs tensorboard but does not depend on it.

@@ -11,7 +11,6 @@ one before it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from typing import Callable
 
@@ -20,7 +19,6 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from etils import epath
 
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +92,9 @@ class Checkpoints:
 
     `abstract_state` carries each array's shape, dtype and sharding;
     `make_iterator()` builds a fresh iterator for each attempt, so a failed read
-    never leaves a half-restored one behind.
+    never leaves a half-restored one behind. An unreadable step directory is renamed
+    `<step>.unreadable` (kept for inspection, ignored by orbax), so the resumed run
+    can save that step again.
     """
     for step in reversed(self.steps()):
       iterator = make_iterator()
@@ -104,12 +104,22 @@ class Checkpoints:
             dataset=DatasetIterator(iterator)))
         return restored["state"], restored["dataset"]
       except Exception as error:  # pylint: disable=broad-except
-        log.warning("checkpoint %d in %s is unreadable (%s: %s); trying the one before",
-                    step, self.directory, type(error).__name__,
-                    str(error).splitlines()[0][:200] if str(error) else "")
+        detail = str(error).strip().splitlines()[0].split(". See full")[0][:160]
         print(f"WARNING: checkpoint {step} in {self.directory} is unreadable "
-              f"({type(error).__name__}); falling back to the one before it", flush=True)
+              f"({type(error).__name__}: {detail}); falling back to the one before it",
+              flush=True)
+        self._set_aside(step)
     return None
+
+  def _set_aside(self, step: int) -> None:
+    if jax.process_index() == 0:
+      source = os.path.join(self.directory, str(step))
+      target = f"{source}.unreadable"
+      suffix = 1
+      while os.path.exists(target):
+        target, suffix = f"{source}.unreadable{suffix}", suffix + 1
+      os.rename(source, target)
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -128,9 +138,15 @@ def load_params(path: str, abstract_params):
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise ValueError(f"INITIAL_CHECKPOINT_PATH={path} is not a directory")
+  # A checkpoint written by t5x's own trainer (`checkpoint_<step>`, or a t5x MODEL_DIR)
+  # holds the same parameter tree under `target`: t5x_checkpoints reads both its layouts.
+  from altup_t5 import t5x_checkpoints  # pylint: disable=g-import-not-at-top
+  if t5x_checkpoints.is_t5x_checkpoint(path):
+    return t5x_checkpoints.read_params(path, abstract_params)
   step_dir = epath.Path(path)
   if not (step_dir / "state").exists():
-    steps = ocp.utils.checkpoint_steps(step_dir) if step_dir.exists() else []
+    # Finalised steps only: orbax writes to a temporary name and renames when done.
+    steps = [int(p.name) for p in step_dir.iterdir() if p.name.isdigit()]
     if not steps:
       raise ValueError(f"no checkpoint found in {path} (expected step directories with "
                        "a 'state' item, e.g. MODEL_DIR/checkpoints)")

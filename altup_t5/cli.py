@@ -147,8 +147,13 @@ def run(fn: Callable, argv: Sequence[str] | None = None, prog: str = "") -> obje
     configured = _configured(fn)
     return configured()
   except UsageError as error:
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    print(f"{prog}: error: {_first_line(error)}", file=sys.stderr)
     sys.exit(2)
   except FloatingPointError as error:  # a diverged run: say where, keep the checkpoints
-    print(f"{prog}: stopped: {error}", file=sys.stderr)
+    print(f"{prog}: stopped: {_first_line(error)}", file=sys.stderr)
     sys.exit(1)
+
+
+def _first_line(error: Exception) -> str:
+  # gin appends "In call to configurable ..." lines to exceptions raised inside.
+  return str(error).strip().splitlines()[0]

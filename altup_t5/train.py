@@ -56,11 +56,16 @@ class MeshSettings:
 
 
 class _Stop:
-  """SIGTERM (a preempted VM, `kill`) asks the loop to save and exit cleanly."""
+  """SIGTERM (a preempted VM, `kill`) asks the loop to save and exit cleanly.
+  Used as a context manager, so the previous handler comes back afterwards."""
 
-  def __init__(self):
+  def __enter__(self):
     self.requested = False
-    signal.signal(signal.SIGTERM, self._handle)
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -136,7 +141,6 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
   evaluators = _Evaluators(engine, model, evaluate, device_mesh, run.model_dir)
 
   # ------------------------------------------------------------------ loop
-  stop = _Stop()
   tokens_per_step = data.batch_size * sum(
       v.shape[1] for k, v in engine.example_batch.items()
       if k in ("encoder_input_tokens", "decoder_target_tokens"))
@@ -144,46 +148,48 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
   train_seconds = _previous_train_seconds(summaries.jsonl_path, start_step)
   step, pending, window, last = start_step, None, None, {}
   window_start, window_steps = time.time(), 0
-  while step < run.total_steps:
-    batch = input_pipeline.to_global(
-        {k: v.numpy() for k, v in next(iterator).items()}, device_mesh)
-    state, metrics = engine.train_step(state, batch, run.random_seed)
-    step += 1
-    # Check the previous step's loss while this one runs: no stall, and a
-    # non-finite loss is caught before any checkpoint could store its effect.
-    if pending is not None:
-      _check_finite(*pending, checkpoints)
-    pending = (step, metrics["loss"][0])
-    window = models.add_metrics(window, metrics)
-    window_steps += 1
+  with _Stop() as stop:
+    while step < run.total_steps:
+      batch = input_pipeline.to_global(
+          {k: v.numpy() for k, v in next(iterator).items()}, device_mesh)
+      state, metrics = engine.train_step(state, batch, run.random_seed)
+      step += 1
+      # Check the previous step's loss while this one runs: no stall, and a
+      # non-finite loss is caught before any checkpoint could store its effect.
+      if pending is not None:
+        _check_finite(*pending, checkpoints)
+      pending = (step, metrics["loss"][0])
+      window = models.add_metrics(window, metrics)
+      window_steps += 1
 
-    save = step % checkpoint.period == 0 or step == run.total_steps or stop.requested
-    log = step % run.log_period == 0 or save
-    if log:
-      _check_finite(*pending, checkpoints)
-      elapsed = max(time.time() - window_start, 1e-9)
-      train_seconds += elapsed
-      last = models.summarize(window)
-      last.update(steps_per_second=window_steps / elapsed,
-                  examples_per_second=window_steps * data.batch_size / elapsed,
-                  tokens_per_second=window_steps * tokens_per_step / elapsed,
-                  train_seconds=train_seconds,
-                  elapsed_seconds=time.time() - summaries.start_time)
-      summaries.write(step, last, "train")
-      summaries.advance(window_steps, last)
-      window, window_steps = None, 0
-    if save:
-      if not engine.params_finite(state.params):
-        _stop_diverged(f"parameters became non-finite at step {step}", checkpoints)
-      checkpoints.save(step, state, iterator)
-    if evaluators.due(step, run.total_steps):
-      results = evaluators(state.params, step, summaries, train_seconds)
-      last.update({f"eval/{k}": v for k, v in results.items()})
-    if stop.requested:
-      summaries.message(f"SIGTERM: saved step {step}; exiting")
-      break
-    if log:  # the next window times training steps only
-      window_start = time.time()
+      stopping = stop.requested  # read once: the signal may arrive at any moment
+      save = step % checkpoint.period == 0 or step == run.total_steps or stopping
+      log = step % run.log_period == 0 or save
+      if log:
+        _check_finite(*pending, checkpoints)
+        elapsed = max(time.time() - window_start, 1e-9)
+        train_seconds += elapsed
+        last = models.summarize(window)
+        last.update(steps_per_second=window_steps / elapsed,
+                    examples_per_second=window_steps * data.batch_size / elapsed,
+                    tokens_per_second=window_steps * tokens_per_step / elapsed,
+                    train_seconds=train_seconds,
+                    elapsed_seconds=time.time() - summaries.start_time)
+        summaries.write(step, last, "train")
+        summaries.advance(window_steps, last)
+        window, window_steps = None, 0
+      if save:
+        if not engine.params_finite(state.params):
+          _stop_diverged(f"parameters became non-finite at step {step}", checkpoints)
+        checkpoints.save(step, state, iterator)
+      if evaluators.due(step, run.total_steps):
+        results = evaluators(state.params, step, summaries, train_seconds)
+        last.update({f"eval/{k}": v for k, v in results.items()})
+      if stopping:
+        summaries.message(f"SIGTERM: saved step {step}; exiting")
+        break
+      if log:  # the next window times training steps only
+        window_start = time.time()
 
   # ------------------------------------------------------------------ end
   checkpoints.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import seqio
 
+from altup_t5.data import local_corpus
 from altup_t5.data import paths
 
 T5_VOCAB_PATH = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
@@ -22,11 +23,43 @@ def t5_vocabulary(path: str = T5_VOCAB_PATH) -> seqio.Vocabulary:
   return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
 
 
+class LocalVocabulary(seqio.SentencePieceVocabulary):
+  """The SentencePiece model `python -m altup_t5.data.prepare` trains offline.
+
+  Tasks are registered on import, before anyone has chosen a data directory, and a
+  fresh machine has no model yet: so the directory is resolved, and the corpus prepared
+  if missing, on first use of the model rather than at construction.
+  """
+
+  def __init__(self, data_dir: str | None = None):
+    self._data_dir = data_dir
+    super().__init__("", extra_ids=EXTRA_IDS)
+
+  def _model_context(self):
+    if not self._model:
+      local_corpus.ensure_prepared(self._data_dir)
+      self._sentencepiece_model_file = local_corpus.vocab_model_path(self._data_dir)
+    return super()._model_context()
+
+  @property
+  def sentencepiece_model_file(self) -> str:
+    return local_corpus.vocab_model_path(self._data_dir)
+
+  def __eq__(self, other):
+    return (isinstance(other, LocalVocabulary)
+            and paths.data_dir(self._data_dir) == paths.data_dir(other._data_dir))
+
+  def __hash__(self):
+    return hash(LocalVocabulary)  # equality depends on the resolved directory
+
+  def __str__(self):
+    return f"LocalVocabulary({self.sentencepiece_model_file}, extra_ids={EXTRA_IDS})"
+
+
 def local_vocabulary(data_dir: str | None = None) -> seqio.Vocabulary:
-  """The SentencePiece model `python -m altup_t5.data.prepare` trains offline."""
-  from altup_t5.data import local_corpus  # pylint: disable=g-import-not-at-top
-  return seqio.SentencePieceVocabulary(
-      local_corpus.vocab_model_path(paths.data_dir(data_dir)), extra_ids=EXTRA_IDS)
+  """The offline SentencePiece vocabulary (8000 pieces + 100 extra ids), prepared on
+  first use; `data_dir` defaults to `paths.data_dir()` at that time."""
+  return LocalVocabulary(data_dir)
 
 
 def byte_vocabulary() -> seqio.Vocabulary:

@@ -1,0 +1,31 @@
+"""Data for altup-t5: seqio tasks, T5's span corruption, the offline corpus.
+
+  data_dir()                     where offline data lives ($ALTUP_T5_DATA_DIR, else
+                                 ~/.cache/altup_t5)
+  ensure_prepared(data_dir=None) prepares the offline corpus and vocabulary if missing
+  get_task_or_mixture(name)      registers every task; unknown names get close matches
+  span_corruption                module; `span_corruption.span_corruption` is T5's
+                                 span-corruption preprocessor
+  vocabularies                   choose() / CHOSEN and the t5, local and byte vocabularies
+  tasks                          importing it registers every task and mixture
+
+Importing the package is cheap: TensorFlow and seqio load on first use of a name that
+needs them, and nothing is downloaded until a task's data is read.
+"""
+
+import importlib
+
+from altup_t5.data.local_corpus import ensure_prepared
+from altup_t5.data.paths import data_dir
+
+_LAZY_MODULES = ("span_corruption", "tasks", "vocabularies")
+
+__all__ = ["data_dir", "ensure_prepared", "get_task_or_mixture", *_LAZY_MODULES]
+
+
+def __getattr__(name: str):
+  if name in _LAZY_MODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  if name == "get_task_or_mixture":
+    return importlib.import_module(f"{__name__}.tasks").get_task_or_mixture
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
