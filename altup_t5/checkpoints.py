@@ -1,8 +1,9 @@
 """orbax checkpoints of the train state and of the input pipeline's position.
 
 A step directory holds two items: `state` (step, params, optimiser state; written
-asynchronously by orbax) and `dataset` (each host's tf.data iterator, written with
-tf.train.Checkpoint while the step is saved). orbax finalises a step only when both
+asynchronously by orbax) and `dataset` (each host's input position: its tf.data
+iterator written with tf.train.Checkpoint while the step is saved, and the number of
+batches it has yielded). orbax finalises a step only when both
 are written, so a run killed mid-save leaves no half checkpoint behind; a finalised
 one that is unreadable (corrupted on disk) is skipped with a warning in favour of the
 one before it.
@@ -11,6 +12,7 @@ one before it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Callable
 
@@ -35,33 +37,59 @@ class CheckpointSettings:
       raise ValueError(f"checkpoint keep={self.keep} must be >= 2 or None")
 
 
-# ---- the dataset item: a tf.data iterator per host ----
+# ---- the dataset item: each host's position in its input pipeline ----
 
 @dataclasses.dataclass
-class DatasetIterator(ocp.args.CheckpointArgs):
-  iterator: tf.data.Iterator
+class DatasetPosition(ocp.args.CheckpointArgs):
+  """Save: the iterator and how many batches it has yielded. Restore:
+  `make_iterator(skip)` builds the pipeline, skipping `skip` batches."""
+  iterator: tf.data.Iterator | None = None
+  batches: int = 0
+  make_iterator: Callable[[int], tf.data.Iterator] | None = None
 
 
-class DatasetIteratorHandler(ocp.CheckpointHandler):
-  """Saves and restores one host's tf.data iterator position (and shuffle buffer)."""
+class DatasetPositionHandler(ocp.CheckpointHandler):
+  """The tf.data iterator's own checkpoint (position and shuffle buffer) when the
+  pipeline can be serialised; otherwise (a `tf.py_function` somewhere in a task) the
+  batch count, restored by rebuilding the deterministic pipeline and skipping."""
 
-  def _prefix(self, directory: epath.Path) -> str:
-    return os.fspath(directory / f"process_{jax.process_index()}" / "iterator")
+  def _dir(self, directory: epath.Path) -> epath.Path:
+    return directory / f"process_{jax.process_index()}"
 
-  def save(self, directory: epath.Path, args: DatasetIterator):
-    tf.train.Checkpoint(iterator=args.iterator).write(self._prefix(directory))
+  def save(self, directory: epath.Path, args: DatasetPosition):
+    host_dir = self._dir(directory)
+    host_dir.mkdir(parents=True, exist_ok=True)
+    (host_dir / "position.json").write_text(json.dumps({"batches": args.batches}))
+    try:
+      tf.train.Checkpoint(iterator=args.iterator).write(os.fspath(host_dir / "iterator"))
+    except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as error:
+      _note_once(f"the input pipeline cannot be serialised ({str(error).splitlines()[0]}"
+                 "); its position is saved as a batch count and restored by skipping")
 
-  def restore(self, directory: epath.Path, args: DatasetIterator):
-    tf.train.Checkpoint(iterator=args.iterator).read(
-        self._prefix(directory)).assert_consumed()
-    return args.iterator
+  def restore(self, directory: epath.Path, args: DatasetPosition):
+    host_dir = self._dir(directory)
+    batches = json.loads((host_dir / "position.json").read_text())["batches"]
+    if not (host_dir / "iterator.index").exists():
+      return args.make_iterator(batches)
+    iterator = args.make_iterator(0)
+    tf.train.Checkpoint(iterator=iterator).read(
+        os.fspath(host_dir / "iterator")).assert_consumed()
+    return iterator
 
   def finalize(self, directory: epath.Path):
     pass
 
 
-ocp.args.register_with_handler(DatasetIteratorHandler, for_save=True,
-                               for_restore=True)(DatasetIterator)
+ocp.args.register_with_handler(DatasetPositionHandler, for_save=True,
+                               for_restore=True)(DatasetPosition)
+
+_NOTED: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+  if text not in _NOTED:
+    _NOTED.add(text)
+    print(f"NOTE: {text}", flush=True)
 
 
 class Checkpoints:
@@ -80,28 +108,28 @@ class Checkpoints:
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
-  def save(self, step: int, state, iterator: tf.data.Iterator | None) -> None:
-    items = {"state": ocp.args.StandardSave(state)}
-    if iterator is not None:
-      items["dataset"] = DatasetIterator(iterator)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+  def save(self, step: int, state, iterator: tf.data.Iterator, batches: int) -> None:
+    """Save `state` and the input position (`batches` yielded so far by `iterator`)."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        dataset=DatasetPosition(iterator=iterator, batches=batches)), force=True)
 
-  def restore_latest(self, abstract_state, make_iterator: Callable[[], tf.data.Iterator]
+  def restore_latest(self, abstract_state,
+                     make_iterator: Callable[[int], tf.data.Iterator]
                      ) -> tuple[object, tf.data.Iterator] | None:
     """The newest readable checkpoint as (state, iterator), or None if there is none.
 
     `abstract_state` carries each array's shape, dtype and sharding;
-    `make_iterator()` builds a fresh iterator for each attempt, so a failed read
-    never leaves a half-restored one behind. An unreadable step directory is renamed
+    `make_iterator(skip)` builds a fresh iterator for each attempt (skipping `skip`
+    batches), so a failed read never leaves a half-restored one behind. An unreadable step directory is renamed
     `<step>.unreadable` (kept for inspection, ignored by orbax), so the resumed run
     can save that step again.
     """
     for step in reversed(self.steps()):
-      iterator = make_iterator()
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
-            dataset=DatasetIterator(iterator)))
+            dataset=DatasetPosition(make_iterator=make_iterator)))
         return restored["state"], restored["dataset"]
       except Exception as error:  # pylint: disable=broad-except
         detail = str(error).strip().splitlines()[0].split(". See full")[0][:160]

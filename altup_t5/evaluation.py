@@ -107,8 +107,9 @@ class InferenceEvaluator:
         inputs = np.pad(inputs, [(0, rows - n), (0, 0)])
       rng = jax.random.PRNGKey(0)
       tokens = np.asarray(self._predict(params, inputs, rng=rng))[:n]
-      outputs.extend((int(i), list(_strip(t, self.eos_id))) for i, t in
-                     zip(indices, tokens))
+      # Full fixed-length rows (0 after EOS): seqio stacks them into one array,
+      # and the vocabulary's decode stops at EOS.
+      outputs.extend((int(i), t.tolist()) for i, t in zip(indices, tokens))
     return outputs
 
   def __call__(self, params, step: int) -> dict[str, float]:
@@ -123,9 +124,3 @@ class InferenceEvaluator:
 
   def _score_fn(self, params, ds):
     raise NotImplementedError("score-based metrics are not supported yet")
-
-
-def _strip(tokens: np.ndarray, eos_id: int) -> np.ndarray:
-  """Cut at the first EOS (seqio's vocab.decode would stop there too)."""
-  ends = np.flatnonzero(tokens == eos_id)
-  return tokens[:ends[0]] if len(ends) else tokens

@@ -107,8 +107,8 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
     raise cli.UsageError(str(error)) from None
 
   # ------------------------------------------------------------------ input
-  def make_iterator():
-    return iter(input_pipeline.get_dataset(data, repeat=True))
+  def make_iterator(skip: int = 0):
+    return iter(input_pipeline.get_dataset(data, repeat=True).skip(skip))
 
   # ------------------------------------------------------------------ model, optimiser
   engine = trainer.Trainer(model, optimizer, device_mesh,
@@ -181,7 +181,8 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
       if save:
         if not engine.params_finite(state.params):
           _stop_diverged(f"parameters became non-finite at step {step}", checkpoints)
-        checkpoints.save(step, state, iterator)
+        # Every run's data stream starts at step 0 (fine-tuning too): batches = steps.
+        checkpoints.save(step, state, iterator, batches=step)
       if evaluators.due(step, run.total_steps):
         results = evaluators(state.params, step, summaries, train_seconds)
         last.update({f"eval/{k}": v for k, v in results.items()})

@@ -108,9 +108,9 @@ class Trainer:
           out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
       self._all_finite = jax.jit(lambda params: jnp.all(jnp.asarray(
           [jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(params)])))
-      self._eval_step = jax.jit(
-          self._eval_step_fn, in_shardings=(self.param_shardings, self.batch_shardings),
-          out_shardings=self.replicated)
+      # Evaluation batches may be unpacked (no segment ids), so only the params'
+      # shardings are fixed; the batch arrives laid out by `input_pipeline`.
+      self._eval_step = jax.jit(self._eval_step_fn, out_shardings=self.replicated)
 
   # ------------------------------------------------------------ pure functions
   def _init_fn(self, rng: Array) -> TrainState:
