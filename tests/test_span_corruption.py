@@ -14,7 +14,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from altup_t5.data import span_corruption as sc
+from altup_t5.data import denoising as sc
 from altup_t5.data import vocabularies
 
 VOCAB = seqio.ByteVocabulary(extra_ids=100)

@@ -4,8 +4,9 @@
                                  ~/.cache/altup_t5)
   ensure_prepared(data_dir=None) prepares the offline corpus and vocabulary if missing
   get_task_or_mixture(name)      registers every task; unknown names get close matches
-  span_corruption                module; `span_corruption.span_corruption` is T5's
-                                 span-corruption preprocessor
+  span_corruption(dataset, sequence_length, output_features, noise_density=0.15,
+                  mean_noise_span_length=3.0)
+                                 T5's span-corruption seqio preprocessor (in `denoising`)
   vocabularies                   choose() / CHOSEN and the t5, local and byte vocabularies
   tasks                          importing it registers every task and mixture
 
@@ -18,14 +19,17 @@ import importlib
 from altup_t5.data.local_corpus import ensure_prepared
 from altup_t5.data.paths import data_dir
 
-_LAZY_MODULES = ("span_corruption", "tasks", "vocabularies")
+_LAZY_MODULES = ("denoising", "tasks", "vocabularies")
 
-__all__ = ["data_dir", "ensure_prepared", "get_task_or_mixture", *_LAZY_MODULES]
+__all__ = ["data_dir", "ensure_prepared", "get_task_or_mixture", "span_corruption",
+           *_LAZY_MODULES]
 
 
 def __getattr__(name: str):
   if name in _LAZY_MODULES:
     return importlib.import_module(f"{__name__}.{name}")
+  if name == "span_corruption":
+    return importlib.import_module(f"{__name__}.denoising").span_corruption
   if name == "get_task_or_mixture":
     return importlib.import_module(f"{__name__}.tasks").get_task_or_mixture
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

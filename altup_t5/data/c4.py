@@ -19,7 +19,7 @@ import seqio
 
 from altup_t5.data import sources
 from altup_t5.data import vocabularies
-from altup_t5.data.span_corruption import span_corruption
+from altup_t5.data.denoising import span_corruption
 
 FEATURES = {
     "inputs": seqio.Feature(vocabularies.CHOSEN, add_eos=True, required=False),

@@ -34,7 +34,7 @@ from altup_t5.data import local_corpus
 from altup_t5.data import metrics
 from altup_t5.data import paths
 from altup_t5.data import postprocessors
-from altup_t5.data import span_corruption
+from altup_t5.data import denoising
 from altup_t5.data import vocabularies
 
 AUTHOR_LABELS = ("shakespeare", "milton")
@@ -220,7 +220,7 @@ seqio.TaskRegistry.add(
         functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
         seqio.preprocessors.tokenize,
         seqio.CacheDatasetPlaceholder(),
-        span_corruption.span_corruption,
+        denoising.span_corruption,
         seqio.preprocessors.append_eos_after_trim,
     ],
     output_features=FEATURES,
