@@ -207,3 +207,32 @@ def test_missing_model_dir_and_missing_gin_file(capsys):
     cli.run(train_lib.train, [f"--gin_file={TOY_GIN}", "--steps=3"], prog="train")
   assert exit_info.value.code == 2
   assert "unrecognized argument '--steps=3'" in capsys.readouterr().err
+
+
+def test_two_processes_train_one_model_and_resume_together(tmp_path):
+  """Multi-host as the GPU launcher sets it up (JAX_NUM_PROCESSES, JAX_PROCESS_ID,
+  JAX_COORDINATOR_ADDRESS), here with two CPU processes: one global mesh, each
+  process reading its own data shard, one set of checkpoints, a joint resume."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+
+  def launch(steps):
+    procs = [subprocess.Popen(
+        command(tmp_path / "run", f"--gin.TRAIN_STEPS={steps}"),
+        env=dict(ENV, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                 JAX_PROCESS_ID=str(i)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    return outs
+
+  first = launch(4)
+  assert "on 2 device(s), mesh {'data': 2" in first[0]
+  assert saved_steps(tmp_path / "run" / "checkpoints") == [2, 4]
+  positions = os.listdir(tmp_path / "run" / "checkpoints" / "4" / "dataset")
+  assert {"process_0", "process_1"} <= set(positions)
+  second = launch(6)
+  assert "resumed from step 4" in second[0]
+  assert saved_steps(tmp_path / "run" / "checkpoints")[-1] == 6
