@@ -4,7 +4,8 @@
       --gin.MODEL_DIR=/tmp/run --gin.TRAIN_STEPS=100
 
 `--gin_file` may repeat; files are looked up in `--gin_search_paths`, the current
-directory and the project's `gin/` directory. `--gin.NAME=VALUE` binds a macro or a
+directory and the project's `gin/` directory (and `include`s also in the directory of
+each file given by path). `--gin.NAME=VALUE` binds a macro or a
 parameter (unquoted values that are not Python literals are taken as strings).
 Wrong usage -- a missing file, a misspelt binding, a required macro left unset, an
 unknown task, a mesh that does not fit -- prints one line and exits with status 2
@@ -79,9 +80,11 @@ def parse_flags(argv: Sequence[str], prog: str) -> tuple[list[str], list[str], l
 def parse_gin(files: Sequence[str], search_paths: Sequence[str],
               bindings: Sequence[str]) -> None:
   gin.clear_config()
-  for path in list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR]:
+  # A file given by path may include its siblings: its directory is searched too.
+  own_dirs = [os.path.dirname(os.path.abspath(f)) for f in files if os.path.isfile(f)]
+  searched = list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR] + own_dirs
+  for path in searched:
     gin.add_config_file_search_path(path)
-  searched = list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR]
   for name in files:
     if not (os.path.isfile(name) or any(os.path.isfile(os.path.join(d, name))
                                         for d in searched)):
@@ -113,12 +116,8 @@ def _configured(fn: Callable) -> Callable:
                      "include the run file (e.g. runs/pretrain.gin)") from None
   required = [name for name, p in inspect.signature(fn).parameters.items()
               if p.default is inspect.Parameter.empty]
-  missing = []
-  for name in required:
-    try:
-      gin.query_parameter(f"{fn.__module__}.{fn.__name__}.{name}")
-    except ValueError:
-      missing.append(name)
+  bound = gin.get_bindings(fn)
+  missing = [name for name in required if name not in bound]
   if missing:
     raise UsageError(f"{fn.__name__}() needs gin bindings for {', '.join(missing)}")
   return configured
