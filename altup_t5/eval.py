@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 
-import jax
 
-from altup_t5 import checkpoints, cli, evaluation, input_pipeline, models, partitioning
-from altup_t5 import trainer as trainer_lib
+from altup_t5 import cli, evaluation, input_pipeline, models, partitioning
 from altup_t5.evaluation import DecodeSettings
 from altup_t5.input_pipeline import DataSettings
 
@@ -37,13 +35,8 @@ def evaluate(*, model: models.Seq2SeqModel, checkpoint_path: str, data: DataSett
   except ValueError as error:
     raise cli.UsageError(str(error)) from None
 
-  engine = trainer_lib.Trainer(model, trainer_lib.OptimizerSettings(), mesh,
-                               input_pipeline.batch_shapes(data))
-  abstract = jax.tree_util.tree_map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      engine.abstract_state.params, engine.param_shardings)
   try:
-    params = checkpoints.load_params(checkpoint_path, abstract)
+    engine, params = evaluation.load_for_evaluation(model, data, checkpoint_path, mesh)
   except ValueError as error:
     raise cli.UsageError(str(error)) from None
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Mapping
 
 import jax
 import numpy as np
@@ -64,6 +63,18 @@ def teacher_forced(trainer, params, settings: DataSettings, steps: int | None,
     raise ValueError(f"split {settings.split!r} of {settings.mixture_or_task_name!r} "
                      "yielded no examples")
   return models.summarize(total)
+
+
+def load_for_evaluation(model: models.Seq2SeqModel, data: DataSettings,
+                        checkpoint_path: str, mesh):
+  """A Trainer (for its compiled eval step and shardings) and the checkpoint's
+  parameters laid out on `mesh`; a bad path is a `ValueError` naming it."""
+  from altup_t5 import checkpoints, partitioning, trainer  # pylint: disable=g-import-not-at-top
+  engine = trainer.Trainer(model, trainer.OptimizerSettings(), mesh,
+                           input_pipeline.batch_shapes(data))
+  abstract = partitioning.with_shardings(engine.abstract_state.params,
+                                         engine.param_shardings)
+  return engine, checkpoints.load_params(checkpoint_path, abstract)
 
 
 class InferenceEvaluator:

@@ -24,7 +24,7 @@ from flax import linen as nn
 from altup_t5 import altup as altup_lib
 from altup_t5 import layers
 from altup_t5 import moe
-from altup_t5.config import ComputeOn, Router, T5Config, Variant, config_for  # re-exported
+from altup_t5.config import Router, T5Config, Variant, config_for  # re-exported
 from altup_t5.layers import constrain, dropout
 
 Array = jax.Array

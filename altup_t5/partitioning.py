@@ -116,6 +116,13 @@ def data_parallel_size(mesh: Mesh) -> int:
   return math.prod(mesh.shape[a] for a in axes)
 
 
+def with_shardings(abstract_tree, shardings):
+  """ShapeDtypeStructs that also carry their sharding (what orbax restores into)."""
+  return jax.tree_util.tree_map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract_tree, shardings)
+
+
 def params_logical_axes(abstract_variables):
   """The logical axes of every parameter, from the `params_axes` collection."""
   return flax.core.unfreeze(

@@ -117,9 +117,8 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
       os.path.join(run.model_dir, "checkpoints"), checkpoint)
 
   # ------------------------------------------------------------------ state
-  abstract_state = jax.tree_util.tree_map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      engine.abstract_state, engine.state_shardings)
+  abstract_state = partitioning.with_shardings(engine.abstract_state,
+                                               engine.state_shardings)
   restored = checkpoints.restore_latest(abstract_state, make_iterator)
   if restored is not None:
     state, iterator = restored
