@@ -1,0 +1,389 @@
+"""Studies and `python -m altup_t5.compare`: the speedup at equal quality on hand-made
+curves, the report's tables and files, bad input before any run, and a toy study run
+end to end (one run failing between two that finish), then continued."""
+
+import csv
+import os
+import re
+
+import pytest
+
+from altup_t5 import compare, plots, report, studies, study_results
+from altup_t5.study_results import EvalPoint, RunResult
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+TOY_STUDY = os.path.join(TESTS, "studies", "toy.toml")
+
+
+def write_study(tmp_path, text, name="study.toml"):
+  """A copy of the toy study with `text` substituted in."""
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def toy_text(**replace):
+  text = open(TOY_STUDY, encoding="utf-8").read()
+  text = text.replace('files = ["../gin/toy_study.gin"]',
+                      f'files = ["{os.path.join(TESTS, "gin", "toy_study.gin")}"]')
+  for old, new in replace.items():
+    assert old in text, old
+    text = text.replace(old, new)
+  return text
+
+
+def csv_rows(path):
+  with open(path, newline="", encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------- speedup
+def test_first_reach_interpolates_between_the_evaluations_around_the_crossing():
+  steps, accuracy = [100, 200, 300], [0.20, 0.30, 0.40]
+  # 0.35 is half way from 0.30 (step 200) to 0.40 (step 300).
+  assert study_results.first_reach(steps, accuracy, 0.35) == pytest.approx(250.0)
+  # 0.32 is a fifth of the way: 200 + 0.2 * 100.
+  assert study_results.first_reach(steps, accuracy, 0.32) == pytest.approx(220.0)
+  assert study_results.first_reach(steps, accuracy, 0.30) == 200.0  # exactly on a point
+  assert study_results.first_reach(steps, accuracy, 0.10) == 100.0  # at the first eval
+  assert study_results.first_reach(steps, accuracy, 0.41) is None  # never
+  # The first crossing counts, even if the curve dips below again later.
+  assert study_results.first_reach([1, 2, 3, 4], [0.1, 0.5, 0.2, 0.6], 0.3) == \
+      pytest.approx(1.5)
+
+
+def hand_made_results():
+  """dense ends at 0.35 after 300 steps / 30 s; altup crosses 0.35 between its
+  evaluations at 100 and 200 steps; moe never gets there; wide is past it at its
+  first evaluation."""
+  def run(variant, points):
+    r = RunResult("tiny", variant, f"/runs/tiny_{variant}", status=study_results.FINISHED,
+                  parameters=1000, xla_flops_per_step=2e9)
+    r.evals = [EvalPoint(step, acc, 5.0 - acc, seconds) for step, acc, seconds in points]
+    return r
+  dense = run("dense", [(100, 0.20, 10.0), (200, 0.30, 20.0), (300, 0.35, 30.0)])
+  altup = run("altup", [(100, 0.25, 12.0), (200, 0.40, 24.0), (300, 0.45, 36.0)])
+  moe = run("moe", [(100, 0.20, 11.0), (200, 0.30, 22.0), (300, 0.34, 33.0)])
+  wide = run("wide", [(100, 0.36, 20.0), (200, 0.50, 40.0), (300, 0.55, 60.0)])
+  return [dense, moe, altup, wide]
+
+
+def test_speedup_at_equal_quality_on_hand_made_curves():
+  dense, moe, altup, wide = results = hand_made_results()
+  study_results.add_speedups(results)
+  for r in results:
+    assert r.by_accuracy.target == 0.35
+  assert dense.by_accuracy.steps == 300.0 and dense.by_accuracy.speedup_steps == 1.0
+  # altup: 0.35 is 2/3 of the way from 0.25 (step 100, 12 s) to 0.40 (step 200, 24 s).
+  assert altup.by_accuracy.steps == pytest.approx(100 + 100 * 2 / 3)
+  assert altup.by_accuracy.seconds == pytest.approx(12 + 12 * 2 / 3)  # 20 s
+  assert altup.by_accuracy.speedup_steps == pytest.approx(300 / (100 + 100 * 2 / 3))
+  assert altup.by_accuracy.speedup_time == pytest.approx(30 / 20)
+  assert moe.by_accuracy.steps is None and moe.by_accuracy.speedup_steps is None
+  assert moe.by_accuracy.speedup_time is None
+  # wide: at 0.36 >= 0.35 by its first evaluation (step 100, 20 s): 300/100 and
+  # 30/20 at least.
+  assert wide.by_accuracy.speedup_steps == 3.0 and wide.by_accuracy.speedup_time == 1.5
+  assert wide.by_accuracy.lower_bound
+  assert not (altup.by_accuracy.lower_bound or dense.by_accuracy.lower_bound)
+
+
+def test_speedup_at_equal_loss_counts_lower_as_better():
+  dense, moe, altup, wide = results = hand_made_results()
+  # Losses are 5 - accuracy: dense ends at 4.65; moe's 4.70, 4.66 never get there.
+  study_results.add_speedups(results)
+  assert dense.by_loss.target == pytest.approx(4.65)
+  assert moe.by_loss.steps is None
+  # altup: 4.65 lies 2/3 of the way from 4.75 (step 100) to 4.60 (step 200).
+  assert altup.by_loss.steps == pytest.approx(100 + 100 * 2 / 3)
+  assert altup.by_loss.speedup_steps == pytest.approx(1.8)
+  assert wide.by_loss.lower_bound and wide.by_loss.speedup_steps == 3.0
+
+
+def test_a_size_without_a_finished_baseline_gets_no_speedups():
+  dense, _, altup, _ = results = hand_made_results()
+  dense.status = study_results.FAILED
+  study_results.add_speedups(results)
+  assert altup.by_accuracy is None and altup.by_loss is None
+  assert report.speedup_text(altup, "accuracy", "speedup_steps") == "no baseline"
+  assert report.speedup_text(dense, "accuracy", "speedup_steps") == "failed"
+
+
+def test_report_shows_not_reached_in_words_and_the_interpolated_speedup(tmp_path):
+  results = hand_made_results()
+  study_results.add_speedups(results)
+  study = studies.load_study(TOY_STUDY)
+  figures = plots.plot_curves(results, str(tmp_path), study.name)
+  text = report.write_report(study, results, str(tmp_path), ["python -m ..."], figures)
+  # The paper's layout: methods as rows in the paper's order, final accuracy in %.
+  table = text.split("## Held-out")[1].split("## Cost")[0]
+  rows = [l for l in table.splitlines() if l.startswith("| ") and "method" not in l]
+  assert rows == ["| Baseline | 35.00 |", "| MoE | 34.00 |", "| AltUp (K=2) | 45.00 |",
+                  "| 2x wider | 55.00 |"]
+  cost_part = text.split("## Cost")[1].split("## Speedup at equal held-out loss")[0]
+  cost = {l.split(" | ")[1]: l for l in cost_part.splitlines() if l.startswith("| tiny |")}
+  assert cost["MoE"].endswith("| 34.00 | not reached | not reached | not reached |")
+  assert cost["AltUp (K=2)"].endswith("| 45.00 | 166.7 | 1.80x | 1.50x |")
+  assert cost["Baseline"].endswith("| 35.00 | 300.0 | 1.00x | 1.00x |")
+  assert cost["2x wider"].endswith("| 55.00 | 100.0 | ≥ 3.00x | ≥ 1.50x |")
+  loss_part = text.split("## Speedup at equal held-out loss")[1].split("## ")[0]
+  loss = {l.split(" | ")[1]: l for l in loss_part.splitlines() if l.startswith("| tiny |")}
+  assert loss["MoE"] == "| tiny | MoE | 4.6600 | not reached | not reached | not reached |"
+  assert loss["AltUp (K=2)"].endswith("| 4.5500 | 166.7 | 1.80x | 1.50x |")
+  rows = {r["variant"]: r for r in csv_rows(tmp_path / "results.csv")}
+  assert rows["moe"]["accuracy_speedup_steps"] == "not reached"
+  assert rows["moe"]["accuracy_steps_to_target"] == "not reached"
+  assert rows["moe"]["loss_speedup_time"] == "not reached"
+  assert float(rows["altup"]["accuracy_speedup_steps"]) == pytest.approx(1.8)
+  assert float(rows["altup"]["accuracy_speedup_time"]) == pytest.approx(1.5)
+  assert float(rows["altup"]["loss_speedup_steps"]) == pytest.approx(1.8)
+  assert float(rows["wide"]["accuracy_speedup_steps"]) == 3.0
+  assert rows["wide"]["accuracy_speedup_is_lower_bound"] == "True"
+  assert rows["altup"]["accuracy_speedup_is_lower_bound"] == "False"
+  assert float(rows["altup"]["final_accuracy"]) == 0.45
+  curves = csv_rows(tmp_path / "curves.csv")
+  assert len([c for c in curves if c["kind"] == "eval"]) == 12
+  for name in plots.PLOTS:
+    assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_noise_is_the_binomial_standard_error_of_one_evaluation():
+  results = hand_made_results()[:2]  # final accuracies 0.35 and 0.34: mean 0.345
+  for r in results:
+    r.final.num_tokens = 10_000
+  # 100 * sqrt(0.345 * 0.655 / 10000) = 0.4754 points
+  assert report.accuracy_noise(results) == (
+      "Each evaluation scores 10,000 held-out target tokens: at 34.5% accuracy the "
+      "binomial standard error is ±0.48 points, so smaller differences between cells "
+      "are noise.")
+  results[0].final.num_tokens = float("nan")  # not logged: say nothing
+  assert report.accuracy_noise(results) == ""
+
+
+def test_report_warns_when_runs_trained_with_different_code():
+  results = hand_made_results()
+  for r, digest in zip(results, ("aaa", "aaa", "bbb", "")):
+    r.code_digest = digest
+  assert report.code_versions(results) == (
+      "**Warning:** the runs trained with 2 different versions of the altup_t5 sources "
+      "(aaa: tiny_dense, tiny_moe; bbb: tiny_altup); their results and timings may not "
+      "compare.")
+  results[2].code_digest = "aaa"
+  assert report.code_versions(results) == ""
+
+
+# --------------------------------------------------------------------- study files
+def test_a_study_becomes_one_train_command_per_size_and_variant(tmp_path):
+  study = studies.load_study(TOY_STUDY)
+  runs = study.runs(str(tmp_path))
+  assert [r.name for r in runs] == ["tiny_dense", "tiny_moe", "tiny_altup"]
+  moe = runs[1]
+  assert moe.model_dir == str(tmp_path / "tiny_moe")
+  assert moe.flags()[:4] == [
+      "--gin_file=models/t5_1_1/tiny.gin", "--gin_file=models/moe.gin",
+      "--gin_file=runs/pretrain.gin",
+      "--gin_file=" + os.path.join(TESTS, "gin", "toy_study.gin")]
+  bindings = dict(moe.bindings)
+  assert bindings["TASK_FEATURE_LENGTHS"] == '{"inputs": 64, "targets": 48}'
+  assert bindings["MIXTURE_OR_TASK_NAME"] == '"toy_reverse"'
+  assert bindings["TRAIN_STEPS"] == "4" and bindings["MESH_MODEL"] == "3"
+  assert "MESH_MODEL" not in dict(runs[0].bindings)  # by_variant: moe only
+
+
+def test_toml_values_become_gin_text():
+  assert studies.gin_value("NUM_REAL_TARGET_TOKENS") == '"NUM_REAL_TARGET_TOKENS"'
+  assert studies.gin_value("@trainer.OptimizerSettings()") == "@trainer.OptimizerSettings()"
+  assert studies.gin_value("%BATCH_SIZE") == "%BATCH_SIZE"
+  assert studies.gin_value(True) == "True" and studies.gin_value(1e-3) == "0.001"
+  assert studies.gin_value({"inputs": 512, "tags": ["a", 1.5]}) == \
+      '{"inputs": 512, "tags": ["a", 1.5]}'
+
+
+CONFIGS = os.path.join(os.path.dirname(TESTS), "configs")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(CONFIGS)))
+def test_every_study_in_configs_checks_and_says_how_to_run_it(name, tmp_path):
+  path = os.path.join(CONFIGS, name)
+  study = studies.load_study(path)
+  compare.check_runs(study, study.runs(str(tmp_path)))  # gin files, bindings, task
+  header = open(path, encoding="utf-8").read().split("\n[")[0]
+  assert f"python3 -m altup_t5.compare configs/{name}" in header or \
+      f"python -m altup_t5.compare configs/{name}" in header
+  for expectation in ("Hardware:", "Expected time", "Expected result"):
+    assert expectation in header
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('variants = ["dense", "moe", "altup"]', 'variants = ["dense", "altupp"]',
+     "[study] variants: unknown 'altupp'; allowed: dense, wide, moe, altup, "
+     "recycled_altup, altup_moe"),
+    ('sizes = ["tiny"]', 'sizes = ["tiny", "medium"]',
+     "[study] sizes: unknown 'medium'; allowed: tiny, small, base, large, xl, xxl"),
+    ('variants = ["dense", "moe", "altup"]', 'variants = ["altup"]',
+     "[study] variants must include 'dense'"),
+    ("train_steps = 4", "train_steps = 0", "[budget] train_steps=0 must be >= 1"),
+    ("[gin.by_variant.moe]\nMESH_MODEL = 3", '[gin.bindings]\nTRAIN_STEPS = 5',
+     "[gin.bindings]: TRAIN_STEPS is set by the study's own tables"),
+    ("[gin.by_variant.moe]\nMESH_MODEL = 3",
+     "[gin.bindings]\ntrainer.OptimizerSettings.warmup_steps = 5",
+     "'trainer' is a table; quote dotted gin names"),
+    ("[gin.by_variant.moe]", "[gin.by_variant.wide]",
+     "[gin.by_variant] names 'wide', not in this study; allowed: dense, moe, altup"),
+    ("[evaluation]", "[evaluations]", "unknown table(s) evaluations"),
+])
+def test_bad_study_files_are_refused_with_one_line(tmp_path, old, new, message):
+  path = write_study(tmp_path, toy_text(**{old: new}))
+  with pytest.raises(studies.StudyError) as error:
+    studies.load_study(path)
+  assert message in str(error.value)
+  assert "\n" not in str(error.value)
+
+
+def run_compare(capsys, *argv):
+  code = compare.main([str(a) for a in argv])
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+@pytest.mark.parametrize("old, new, allowed", [
+    ('variants = ["dense", "moe", "altup"]', 'variants = ["dense", "switch"]',
+     "allowed: dense, wide, moe, altup, recycled_altup, altup_moe"),
+    ('sizes = ["tiny"]', 'sizes = ["huge"]', "allowed: tiny, small, base, large, xl, xxl"),
+])
+def test_unknown_variant_or_size_exits_2_before_any_run(tmp_path, capsys, old, new,
+                                                        allowed):
+  out_dir = tmp_path / "out"
+  code, out, err = run_compare(capsys, write_study(tmp_path, toy_text(**{old: new})),
+                               "--out", out_dir)
+  assert code == 2
+  (line,) = err.strip().splitlines()
+  assert line.startswith("python -m altup_t5.compare: error: study ")
+  assert allowed in line
+  assert not out_dir.exists()
+
+
+def test_unknown_task_or_bad_binding_exits_2_before_any_run(tmp_path, capsys):
+  out_dir = tmp_path / "out"
+  code, _, err = run_compare(
+      capsys, write_study(tmp_path, toy_text(toy_reverse="toy_reversed")),
+      "--out", out_dir)
+  assert code == 2
+  (line,) = err.strip().splitlines()
+  assert "[task] name 'toy_reversed' is not a registered task or mixture; allowed: " \
+      in line
+  allowed = line.split("allowed: ")[1].split(", ")
+  assert "toy_reverse" in allowed and "local_span_corruption" in allowed
+  assert "c4_v220_span_corruption" in allowed
+
+  # A binding gin cannot apply, and a network field that does not exist.
+  for binding, expected in (
+      ('"trainer.OptimizerSettings.warmup_stepz" = 5',
+       "run tiny_dense: gin configuration error: "),
+      ('"config.config_for.emb_dimm" = 5', "run tiny_dense: unknown T5Config field(s) "
+       "['emb_dimm']")):
+    path = write_study(tmp_path, toy_text(**{
+        "[gin.by_variant.moe]": f"[gin.bindings]\n{binding}\n[gin.by_variant.moe]"}))
+    code, _, err = run_compare(capsys, path, "--out", out_dir)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert expected in line
+  assert not out_dir.exists()
+
+  code, _, err = run_compare(capsys, TOY_STUDY, "--out", out_dir, "--only", "wide")
+  assert code == 2
+  assert "--only: 'wide' is not in the study; allowed: dense, moe, altup" in err
+
+
+def test_dry_run_prints_the_runs_and_where_each_stands(tmp_path, capsys):
+  out_dir = tmp_path / "out"
+  # A half-finished dense run: checkpoints up to step 2 (orbax names them by step).
+  os.makedirs(out_dir / "tiny_dense" / "checkpoints" / "2")
+  os.makedirs(out_dir / "tiny_dense" / "checkpoints" / "1")
+  code, out, _ = run_compare(capsys, TOY_STUDY, "--out", out_dir, "--dry_run")
+  assert code == 0
+  lines = out.splitlines()
+  assert lines[0] == "[1/3] tiny dense: resumed at step 2 of 4"
+  assert lines[1].startswith("  python -m altup_t5.train --gin_file=models/t5_1_1/tiny.gin")
+  assert lines[2] == "[2/3] tiny moe: new, 4 steps"
+  assert lines[4] == "[3/3] tiny altup: new, 4 steps"
+  assert not (out_dir / "report.md").exists()
+
+
+def test_error_line_skips_the_progress_bar_and_names_signals():
+  tail = ("step 2 eval: accuracy=0\n 33%|███▎      | 2/6 [00:40<01:14, 18.62s/step, "
+          "loss=5.9]python -m altup_t5.train: stopped: loss is nan at step 3\n"
+          " 33%|███▎      | 2/6 [00:42<01:24, 21.04s/step, loss=5.9]\n")
+  assert compare.error_line(tail, 1) == (
+      "python -m altup_t5.train: stopped: loss is nan at step 3")
+  assert compare.error_line("", -9) == "killed by signal SIGKILL"
+
+
+# --------------------------------------------------------------------- end to end
+def test_toy_study_end_to_end_with_a_failing_run_then_continued(tmp_path, capsys,
+                                                                 monkeypatch):
+  # The training processes import toy_tasks (named in tests/gin/toy_study.gin).
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+      [TESTS] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  out_dir = tmp_path / "study"
+
+  code, out, err = run_compare(capsys, TOY_STUDY, "--out", out_dir)
+  assert code == 1  # one run failed
+  progress = [l for l in out.splitlines() if l.startswith("[")]
+  assert progress[0] == "[1/3] tiny dense: running (new, 4 steps); study time so far 0 s"
+  assert re.fullmatch(r"\[1/3\] tiny dense: finished in .*, held-out accuracy "
+                      r"\d+\.\d\d%", progress[1])
+  assert progress[3].startswith("[2/3] tiny moe: failed (exit 2) after ")
+  assert progress[5].startswith("[3/3] tiny altup: finished in ")
+  assert "initialised from scratch; training to step 4" in err  # the run's own output
+
+  text = (out_dir / "report.md").read_text()
+  table = text.split("## Held-out")[1].split("## Cost")[0]
+  rows = [l for l in table.splitlines() if l.startswith("| ") and "method" not in l]
+  assert [r.split(" | ")[0] for r in rows] == ["| Baseline", "| MoE", "| AltUp (K=2)"]
+  assert rows[1] == "| MoE | failed |"
+  assert re.fullmatch(r"\| Baseline \| \d+\.\d\d \|", rows[0])
+  error = (r"python -m altup_t5\.train: error: mesh model=3 x expert=1 does not divide "
+           r"the (\d+) devices; allowed: divisors of \1")
+  assert re.search(r"- `tiny_moe` \(failed\): " + error + "\n", text)
+
+  rows = {r["variant"]: r for r in csv_rows(out_dir / "results.csv")}
+  assert list(rows) == ["dense", "moe", "altup"]
+  assert rows["moe"]["status"] == "failed"
+  assert re.fullmatch(error, rows["moe"]["error"])
+  for variant in ("dense", "altup"):
+    row = rows[variant]
+    assert row["status"] == "finished" and row["final_step"] == "4"
+    assert 0.0 < float(row["final_accuracy"]) < 1.0
+    assert int(row["parameters"]) > 0 and float(row["xla_flops_per_step"]) > 0
+    assert float(row["median_step_seconds"]) > 0 and float(row["peak_rss_bytes"]) > 0
+  assert re.fullmatch(r"[0-9a-f]{12}", rows["dense"]["code_digest"])
+  assert float(rows["dense"]["accuracy_speedup_steps"]) == 1.0
+  # altup's speedup is a number or, if it never reached dense's quality, says so.
+  assert rows["altup"]["accuracy_speedup_steps"] == "not reached" or \
+      float(rows["altup"]["accuracy_speedup_steps"]) > 0
+  evals = [c for c in csv_rows(out_dir / "curves.csv") if c["kind"] == "eval"]
+  assert [(c["variant"], c["step"]) for c in evals if c["variant"] != "moe"] == [
+      ("dense", "2"), ("dense", "4"), ("altup", "2"), ("altup", "4")]
+  for name in plots.PLOTS:
+    assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+  # Again, for the runs that finished: both are skipped (nothing trains), and a
+  # REPRODUCTION.md skeleton is written with the plots next to it.
+  metrics = (out_dir / "tiny_dense" / "metrics.jsonl").read_text()
+  doc = tmp_path / "docs" / "REPRODUCTION.md"
+  code, out, err = run_compare(capsys, TOY_STUDY, "--out", out_dir,
+                               "--only", "dense,altup", "--doc", doc)
+  assert code == 0
+  assert out.splitlines()[:2] == ["[1/2] tiny dense: finished earlier, skipped",
+                                  "[2/2] tiny altup: finished earlier, skipped"]
+  assert "initialised" not in err and "resumed" not in err
+  assert (out_dir / "tiny_dense" / "metrics.jsonl").read_text() == metrics
+  assert "| MoE | failed |" in (out_dir / "report.md").read_text()  # still reported
+  text = doc.read_text()
+  assert "**TODO(lead):**" in text and "## Comparison with the paper" in text
+  assert "python -m altup_t5.compare " in text and "--gin_file=models/altup.gin" in text
+  for name in plots.PLOTS:
+    assert f"(toy/{name})" in text
+    assert (tmp_path / "docs" / "toy" / name).exists()
