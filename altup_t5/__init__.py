@@ -8,7 +8,12 @@ Training, data and studies live in their own modules (`altup_t5.train`,
 `altup_t5.data`, `altup_t5.compare`, `altup_t5.bench`).
 """
 
-from altup_t5.altup import AltUp
+# Before anything imports jax: see cpu_tuning.py (ALTUP_T5_CPU_TUNING=0 disables it).
+from altup_t5 import cpu_tuning
+
+cpu_tuning.apply()
+
+from altup_t5.altup import AltUp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from altup_t5.config import ComputeOn, Router, Schedule, T5Config, Variant, config_for
 from altup_t5.network import Transformer
 

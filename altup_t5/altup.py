@@ -45,7 +45,10 @@ class AltUp(nn.Module):
   def predict(self, x: Array) -> Array:
     """x: [..., K, d] -> x_hat: [..., K, d], x_hat_i = sum_j p[i, j] x_j."""
     self._check_blocks(x.shape[-2], "x")
-    return jnp.einsum("ij,...jd->...id", self.predict_coefs.astype(x.dtype), x)
+    coefs = self.predict_coefs.astype(x.dtype)[:, :, None]  # [K, K, 1]
+    # K^2 scaled adds, which XLA fuses with their neighbours; written as an einsum it
+    # becomes a dot with a K-long contraction, which XLA:CPU runs slowly.
+    return jnp.sum(coefs * x[..., None, :, :], axis=-2)  # [..., K, K, d] -> [..., K, d]
 
   def correct(self, x_hat: Array, y: Array, active_block: int) -> Array:
     """x_hat: [..., K, d], y: [..., d] -> [..., K, d], x_i = x_hat_i + g_i (y - x_hat_j*)."""

@@ -163,8 +163,8 @@ def load_params(path: str, abstract_params):
   `path` is a run's checkpoint directory (its newest step is used) or one step
   directory. `abstract_params` gives shapes, dtypes and shardings.
   """
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
+  path = os.path.abspath(path) if "://" not in path else path  # gs:// stays as it is
+  if not epath.Path(path).is_dir():
     raise ValueError(f"INITIAL_CHECKPOINT_PATH={path} is not a directory")
   # A checkpoint written by t5x's own trainer (`checkpoint_<step>`, or a t5x MODEL_DIR)
   # holds the same parameter tree under `target`: t5x_checkpoints reads both its layouts.

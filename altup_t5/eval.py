@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+import tensorflow as tf
+
 
 from altup_t5 import cli, evaluation, input_pipeline, models, partitioning
 from altup_t5.evaluation import DecodeSettings
@@ -49,8 +51,8 @@ def evaluate(*, model: models.Seq2SeqModel, checkpoint_path: str, data: DataSett
         model, data, decode, infer_examples, os.path.join(output_dir, "inference_eval"))
     results.update({f"infer/{k}": v for k, v in evaluator(params, step=0).items()})
 
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
+  tf.io.gfile.makedirs(output_dir)
+  with tf.io.gfile.GFile(os.path.join(output_dir, "eval_results.json"), "w") as f:
     json.dump({"checkpoint": os.path.abspath(checkpoint_path),
                "task": data.mixture_or_task_name, "split": data.split,
                "metrics": results}, f, indent=2)

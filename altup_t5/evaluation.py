@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 
 import jax
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from altup_t5 import input_pipeline, models
 from altup_t5.input_pipeline import DataSettings
@@ -89,7 +89,7 @@ class InferenceEvaluator:
     self.settings = settings
     self.decode = decode
     self.max_decode_length = settings.task_feature_lengths["targets"]
-    os.makedirs(log_dir, exist_ok=True)
+    tf.io.gfile.makedirs(log_dir)
     self.evaluator = seqio.Evaluator(
         mixture_or_task_name=settings.mixture_or_task_name,
         feature_converter=seqio.EncDecFeatureConverter(pack=False),

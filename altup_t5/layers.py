@@ -8,8 +8,7 @@ names and shapes are t5x's, so T5.1.1 checkpoints map onto these modules.
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -62,10 +61,12 @@ class Dense(nn.Module):
           1.0, "fan_in", "truncated_normal", in_axis=tuple(range(n)), out_axis=-1)
     kernel = param_with_axes("kernel", init, kernel_shape, jnp.float32,
                              axes=self.kernel_axes)
-    inputs = inputs.astype(self.dtype)
-    kernel = kernel.astype(self.dtype)
-    in_axes = tuple(range(inputs.ndim - n, inputs.ndim))
-    return lax.dot_general(inputs, kernel, ((in_axes, tuple(range(n))), ((), ())))
+    # One contracting axis: [..., *in] -> [..., prod(in)] and [*in, features] ->
+    # [prod(in), features] are free reshapes, while a dot over several axes makes
+    # XLA:CPU copy the (vocab-sized, for AltUp's logits) kernel on every call.
+    inputs = inputs.astype(self.dtype).reshape(inputs.shape[:inputs.ndim - n] + (-1,))
+    kernel = kernel.astype(self.dtype).reshape((-1, self.features))
+    return lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())))
 
 
 class RMSNorm(nn.Module):
@@ -157,7 +158,11 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None, *,
-               deterministic: bool, decode: bool = False) -> Array:
+               deterministic: bool, decode: bool = False,
+               decode_memory: bool = False) -> Array:
+    """`decode`: self-attention, one new token per call, keys/values appended to the
+    cache. `decode_memory`: cross-attention while decoding, the memory's projected
+    keys/values kept in the cache (see `_memory_cache`)."""
     cfg = self.config
     dtype = cfg.activation_dtype
     joined = cfg.num_heads * cfg.head_dim
@@ -176,9 +181,17 @@ class MultiHeadAttention(nn.Module):
     if decode:
       key, value, bias = self._use_cache(query, key, value, bias)
 
+    # Heads-major [batch, heads, length, head_dim]: the layout of the two batched
+    # matmuls below (XLA:CPU would otherwise transpose the keys and values itself).
+    heads_major = lambda x: jnp.swapaxes(x, 1, 2)
+    query = heads_major(query)
+    if decode_memory:
+      key, value = self._memory_cache(lambda: (heads_major(key), heads_major(value)))
+    else:
+      key, value = heads_major(key), heads_major(value)
     # [batch, heads, q_len, k_len]
     logits_dtype = jnp.float32 if cfg.float32_attention_logits else dtype
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query.astype(logits_dtype),
+    logits = jnp.einsum("bhqd,bhkd->bhqk", query.astype(logits_dtype),
                         key.astype(logits_dtype))
     if bias is not None:
       logits = logits + bias.astype(logits_dtype)
@@ -186,7 +199,7 @@ class MultiHeadAttention(nn.Module):
     # t5x drops attention weights with one mask shared by all queries.
     weights = dropout(cfg.dropout_rate, weights, deterministic, broadcast_dims=(2,))
     # [batch, q_len, heads, head_dim]
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    out = jnp.einsum("bhqk,bhkd->bqhd", weights, value)
     out = out.reshape(out.shape[:-2] + (joined,))
     return Dense(inputs_q.shape[-1], ("joined_kv", "embed"), dtype,
                  kernel_init=attention_init, name="out")(out)
@@ -224,6 +237,32 @@ class MultiHeadAttention(nn.Module):
             f"attention bias covers {bias.shape[-1]} positions")
       bias = lax.dynamic_slice_in_dim(bias, index, 1, axis=-2) + causal
     return key, value, bias
+
+  def _memory_cache(self, keys_values: Callable[[], tuple[Array, Array]]):
+    """Cross-attention while decoding: the memory is the same at every step, so its
+    heads-major keys/values `[batch, heads, memory_length, head_dim]` are kept in the
+    cache from the first step on. (XLA hoists their projection out of the decode
+    loop, but not the transpose to heads-major, which then cost a quarter of each
+    step.) Filled at the first step rather than at cache creation, because t5x
+    creates caches from dummy inputs."""
+    if not self.has_variable("cache", "cached_key"):  # creation: zeros, not filled
+      key, value = keys_values()
+      self.variable("cache", "cached_key", jnp.zeros_like, key)
+      self.variable("cache", "cached_value", jnp.zeros_like, value)
+      # One flag per row, not a scalar: beam search (ours and t5x's) expands and
+      # re-orders every cache leaf along its leading batch axis.
+      self.variable("cache", "memory_filled", jnp.zeros, key.shape[:1], jnp.bool_)
+      return key, value
+    cached_key = self.variable("cache", "cached_key")
+    cached_value = self.variable("cache", "cached_value")
+    filled = self.variable("cache", "memory_filled")
+    # Only the branch taken runs: the transpose happens at the first step alone.
+    # Rows are filled together, at the first step: all flags are equal.
+    key, value = lax.cond(jnp.all(filled.value),
+                          lambda: (cached_key.value, cached_value.value), keys_values)
+    cached_key.value, cached_value.value = key, value
+    filled.value = jnp.ones_like(filled.value)
+    return key, value
 
 
 class MlpBlock(nn.Module):

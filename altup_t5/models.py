@@ -107,7 +107,7 @@ class Seq2SeqModel:
     num_tokens = jnp.sum(weights)
     summed = jnp.sum((nll + z) * weights)
     loss = summed / self._normalizer(weights)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    correct = (decoding.argmax(logits) == targets).astype(jnp.float32)
     metrics: Metrics = {
         "loss": (jnp.sum(nll * weights), num_tokens),  # cross entropy per token
         "z_loss": (jnp.sum(z * weights), num_tokens),

@@ -96,7 +96,7 @@ class DecoderLayer(nn.Module):
       h = h + dropout(cfg.dropout_rate, a, deterministic)
       c = norm("pre_cross_attention_layer_norm")(h)
       c = layers.MultiHeadAttention(cfg, name="encoder_decoder_attention")(
-          c, encoded, cross_bias, deterministic=deterministic)
+          c, encoded, cross_bias, deterministic=deterministic, decode_memory=decode)
       h = h + dropout(cfg.dropout_rate, c, deterministic)
       m = norm("pre_mlp_layer_norm")(h)
       # Decoder MoE layers always let tokens choose: experts choosing among a

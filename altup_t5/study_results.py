@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from altup_t5 import summaries
+
 STATUS_FILE = "study_run.json"
 FINISHED, FAILED, INTERRUPTED, NOT_RUN = "finished", "failed", "interrupted", "not run"
 
@@ -107,18 +109,11 @@ def read_metrics(model_dir: str) -> tuple[dict[int, dict], dict[int, dict]]:
   """-> (train records, eval records) by step. A resumed run logs again the steps
   after its last checkpoint; the later record of a step wins."""
   train, evals = {}, {}
-  path = os.path.join(model_dir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a killed process
-          continue
-        if any(k.startswith("eval/") for k in record):
-          evals[record["step"]] = record
-        elif "train/loss" in record:
-          train[record["step"]] = record
+  for record in summaries.read_records(model_dir):
+    if any(k.startswith("eval/") for k in record):
+      evals[record["step"]] = record
+    elif "train/loss" in record:
+      train[record["step"]] = record
   return train, evals
 
 

@@ -1,5 +1,10 @@
 """Where metrics go: TensorBoard (clu's metric writers), a JSON-lines file in
-MODEL_DIR, and a progress bar on the console. Only the first host writes."""
+MODEL_DIR, and a progress bar on the console. Only the first host writes.
+
+MODEL_DIR may be local or remote (gs://, through tf.io.gfile). A local run appends to
+`metrics.jsonl`; object stores cannot append, so there each start of the run writes
+`metrics-<start step>.jsonl`. `read_records` reads either layout.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,28 @@ import time
 from typing import Mapping
 
 import jax
+import tensorflow as tf
 from clu import metric_writers
 from tqdm import tqdm
+
+
+def is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def read_records(model_dir: str) -> list[dict]:
+  """Every metrics record of a run, in the order written (a line cut short by a
+  killed process is skipped)."""
+  paths = sorted(tf.io.gfile.glob(os.path.join(model_dir, "metrics*.jsonl")))
+  records = []
+  for path in paths:
+    with tf.io.gfile.GFile(path) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except json.JSONDecodeError:
+          continue
+  return records
 
 
 class Summaries:
@@ -19,11 +44,16 @@ class Summaries:
   def __init__(self, model_dir: str, *, total_steps: int, start_step: int,
                show_progress: bool = True):
     self.primary = jax.process_index() == 0
-    os.makedirs(model_dir, exist_ok=True)
+    tf.io.gfile.makedirs(model_dir)
     self.writer = metric_writers.create_default_writer(
         model_dir, just_logging=not self.primary, asynchronous=False)
-    self.jsonl_path = os.path.join(model_dir, "metrics.jsonl")
-    self._jsonl = open(self.jsonl_path, "a", encoding="utf-8") if self.primary else None
+    self._jsonl = None
+    if self.primary:
+      if is_local(model_dir):
+        self._jsonl = open(os.path.join(model_dir, "metrics.jsonl"), "a", encoding="utf-8")
+      else:
+        self._jsonl = tf.io.gfile.GFile(
+            os.path.join(model_dir, f"metrics-{start_step:08d}.jsonl"), "w")
     self.progress = tqdm(total=total_steps, initial=start_step, unit="step",
                          dynamic_ncols=True, mininterval=2.0,
                          disable=not (show_progress and self.primary))

@@ -19,9 +19,11 @@ import time
 
 import jax
 import numpy as np
+import tensorflow as tf
 
 from altup_t5 import checkpoints as checkpoints_lib
 from altup_t5 import cli, evaluation, input_pipeline, models, partitioning, trainer
+from altup_t5 import summaries as summaries_lib
 from altup_t5.checkpoints import CheckpointSettings
 from altup_t5.evaluation import EvalSettings
 from altup_t5.input_pipeline import DataSettings
@@ -144,7 +146,7 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
       v.shape[1] for k, v in engine.example_batch.items()
       if k in ("encoder_input_tokens", "decoder_target_tokens"))
   # Seconds spent training (not evaluating or saving), carried over a resume.
-  train_seconds = _previous_train_seconds(summaries.jsonl_path, start_step)
+  train_seconds = _previous_train_seconds(run.model_dir, start_step)
   step, pending, window, last = start_step, None, None, {}
   window_start, window_steps = time.time(), 0
   with _Stop() as stop:
@@ -197,9 +199,9 @@ def train(*, model: models.Seq2SeqModel, run: RunSettings, data: DataSettings,
   return last
 
 
-def _open_summaries(run: RunSettings, start_step: int):
-  from altup_t5.summaries import Summaries  # pylint: disable=g-import-not-at-top
-  return Summaries(run.model_dir, total_steps=run.total_steps, start_step=start_step)
+def _open_summaries(run: RunSettings, start_step: int) -> summaries_lib.Summaries:
+  return summaries_lib.Summaries(run.model_dir, total_steps=run.total_steps,
+                                 start_step=start_step)
 
 
 def _write_run_info(model_dir: str, engine, data: DataSettings, mesh) -> None:
@@ -211,7 +213,7 @@ def _write_run_info(model_dir: str, engine, data: DataSettings, mesh) -> None:
   info = {"parameters": params, "config": _jsonable(engine.model.config),
           "data": _jsonable(data), "mesh": dict(mesh.shape),
           "devices": [str(d) for d in jax.devices()], **engine.step_cost()}
-  with open(os.path.join(model_dir, "run_info.json"), "w", encoding="utf-8") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, "run_info.json"), "w") as f:
     json.dump(info, f, indent=2)
 
 
@@ -227,15 +229,12 @@ def _jsonable(obj):
   return str(getattr(obj, "value", obj))
 
 
-def _previous_train_seconds(jsonl_path: str, start_step: int) -> float:
+def _previous_train_seconds(model_dir: str, start_step: int) -> float:
   """The training time logged at the resumed step (0 for a fresh run)."""
   seconds = 0.0
-  if start_step and os.path.exists(jsonl_path):
-    with open(jsonl_path, encoding="utf-8") as f:
-      for line in f:
-        record = json.loads(line)
-        if record.get("step", 0) <= start_step and "train/train_seconds" in record:
-          seconds = record["train/train_seconds"]
+  for record in (summaries_lib.read_records(model_dir) if start_step else []):
+    if record.get("step", 0) <= start_step and "train/train_seconds" in record:
+      seconds = record["train/train_seconds"]
   return seconds
 
 

@@ -35,7 +35,7 @@ def report(manifest: dict, seconds: float, data_dir: str) -> str:
       f"  total      {total_chars:>10,} characters  {total_tokens:>9,} tokens",
       f"  vocabulary {pieces:,} SentencePiece pieces + {EXTRA_IDS} extra ids "
       f"= {pieces + EXTRA_IDS:,} ids",
-      f"  cleaning   " + ", ".join(f"{k} {v}" for k, v in manifest["cleaning"].items()),
+      "  cleaning   " + ", ".join(f"{k} {v}" for k, v in manifest["cleaning"].items()),
       f"  time       {seconds:.1f} s" + ("" if seconds > 1 else
                                          f" (already prepared; building took "
                                          f"{manifest['seconds']} s)"),

@@ -1,0 +1,159 @@
+"""`python -m altup_t5.bench`: the model-FLOP count against hand counts, the table's
+arithmetic on made-up timings, flag errors, and one real run on a tiny budget.
+
+No test here asserts a time: performance is read from the bench's output, not checked.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from altup_t5 import bench, hf_peer
+from altup_t5.config import config_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def micro(variant="dense", **overrides):
+  # d=16, 2 heads of 4 (joined 8), mlp 24, vocab 100, one layer per stack.
+  values = dict(vocab_size=100, emb_dim=16, num_heads=2, head_dim=4, mlp_dim=24,
+                num_encoder_layers=1, num_decoder_layers=1)
+  values.update(overrides)
+  return config_for("tiny", variant, **values)
+
+
+# Batch 3, 5 input tokens, 4 target tokens. Multiply-adds counted by hand:
+B, L, T = 3, 5, 4
+ENCODER_LAYER = (5 * 16 * 8) * 4 + (5 * 5 * 8) * 2 + (5 * 16 * 24) * 3  # = 8720
+DECODER_LAYER = ((4 * 16 * 8) * 4 + (4 * 4 * 8) * 2  # self-attention: q, k, v, out; QK, AV
+                 + (4 * 16 * 8) * 2 + (5 * 16 * 8) * 2  # cross: q, out on targets; k, v on inputs
+                 + (4 * 5 * 8) * 2  # cross: QK, AV
+                 + (4 * 16 * 24) * 3)  # wi_0, wi_1, wo  # = 9536
+LOGITS = 4 * 16 * 100  # per example
+DENSE_MACS = B * (ENCODER_LAYER + DECODER_LAYER + LOGITS)
+
+
+def test_dense_model_flops_equal_a_hand_count_of_one_layer_per_stack():
+  assert ENCODER_LAYER == 8720 and DECODER_LAYER == 9536  # the arithmetic above
+  cfg = micro()
+  assert bench.model_flops(cfg, B, L, T, train=False) == 2 * DENSE_MACS
+  assert bench.model_flops(cfg, B, L, T, train=True) == 3 * 2 * DENSE_MACS
+
+
+def test_altup_adds_its_predict_and_the_wider_logits():
+  predict = 2 * 2 * 16  # K^2 * d per token and layer
+  tokens = B * L + B * T  # one layer per stack
+  recycled = DENSE_MACS + tokens * predict
+  altup = recycled + B * LOGITS  # K*d -> vocab doubles the logits
+  assert bench.model_flops(micro("recycled_altup"), B, L, T, train=False) == 2 * recycled
+  assert bench.model_flops(micro("altup"), B, L, T, train=False) == 2 * altup
+
+
+def test_moe_counts_the_expert_slots_at_the_capacity_in_force():
+  cfg = micro("moe", num_experts=4, num_selected_experts=2, moe_layer_interval=1)
+  mlp = 16 * 24 * 3  # one token through one expert's wi_0, wi_1, wo
+  # Training (factor 1.25): encoder ceil(1.25*2*15/4) = 10 slots per expert, decoder
+  # ceil(1.25*2*12/4) = 8; the router is a [tokens, d] x [d, 4] matmul.
+  train_macs = (DENSE_MACS - B * 5 * mlp - B * 4 * mlp
+                + 4 * 10 * mlp + 15 * 16 * 4 + 4 * 8 * mlp + 12 * 16 * 4)
+  assert bench.model_flops(cfg, B, L, T, train=True) == 3 * 2 * train_macs
+  # Evaluation (factor 2.0): ceil(2*2*15/4) = 15 and ceil(2*2*12/4) = 12 slots.
+  eval_macs = (DENSE_MACS - B * 5 * mlp - B * 4 * mlp
+               + 4 * 15 * mlp + 15 * 16 * 4 + 4 * 12 * mlp + 12 * 16 * 4)
+  assert bench.model_flops(cfg, B, L, T, train=False) == 2 * eval_macs
+
+
+def test_wide_is_the_dense_count_of_the_wider_shape():
+  wide = micro("wide")  # d, heads and mlp times 2
+  assert (wide.emb_dim, wide.num_heads, wide.mlp_dim) == (32, 4, 48)
+  # Every matmul but the attention scores/values grows 4x (both sides doubled);
+  # scores and values grow 2x (heads doubled); the logits 2x (d doubled).
+  scores = B * ((5 * 5 * 8) * 2 + (4 * 4 * 8) * 2 + (4 * 5 * 8) * 2)
+  logits = B * LOGITS
+  rest = DENSE_MACS - scores - logits
+  assert bench.model_flops(wide, B, L, T, train=False) == 2 * (4 * rest + 2 * scores
+                                                                + 2 * logits)
+
+
+def _subject(name, flops, step, forward, decode, cpu=1.0):
+  return bench.Subject(
+      name=name, num_params=10, model_flops=flops, work={},
+      samples={"train_step": [(step, cpu), (9.0, cpu), (step, cpu)],  # median: step
+               "forward": [(forward, 0.0)], "decode": [(decode, 0.0)]})
+
+
+def test_summary_divides_by_dense_medians_from_the_same_run():
+  settings = bench.BenchSettings(batch=2, inputs_length=6, targets_length=4,
+                                 decode_tokens=8)
+  rows = bench.summarize([_subject("dense", 100.0, 2.0, 1.0, 4.0, cpu=1.0),
+                          _subject("altup", 111.0, 2.3, 1.2, 5.0, cpu=1.2)],
+                         peak_flops=200.0, settings=settings)
+  dense, altup = rows
+  assert dense["step_ratio"] == 1.0 and dense["fraction_of_peak"] == 100.0 / 2.0 / 200.0
+  assert altup["model_flops_ratio"] == pytest.approx(1.11)
+  assert altup["step_ratio"] == pytest.approx(2.3 / 2.0)
+  assert altup["time_over_flops_ratio"] == pytest.approx((2.3 / 2.0) / 1.11)
+  assert altup["step_cpu_ratio"] == pytest.approx(1.2)
+  assert altup["cpu_time_over_flops_ratio"] == pytest.approx(1.2 / 1.11)
+  assert altup["forward_ratio"] == pytest.approx(1.2)
+  assert altup["decode_tokens_per_second"] == pytest.approx(8 / 5.0)
+  assert altup["decode_ratio"] == pytest.approx(5.0 / 4.0)
+  assert altup["train_tokens_per_second"] == pytest.approx(2 * (6 + 4) / 2.3)
+  table = bench.format_table(rows).splitlines()
+  assert len(table) == 4 and table[3].startswith("| altup | ")
+  assert "| 2.300 (1.150×) | 1.20 (1.200×) | 1.036, 1.081 |" in table[3]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps=0 must be >= 1"),
+    (["--variants", "dense,huge"], "unknown 'huge'; allowed: dense,wide,moe"),
+    (["--sizes", "medium"], "unknown 'medium'; allowed: tiny,small"),
+    (["--lengths", "512"], "--lengths='512' must be two positive integers"),
+    (["--peer", "tf"], "argument --peer: invalid choice: 'tf'"),
+])
+def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    bench.parse_args(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and message in err
+
+
+def test_dense_is_always_measured_first_as_the_reference():
+  assert bench.parse_args(["--variants", "altup,moe"]).variants == ("dense", "altup", "moe")
+
+
+def test_missing_torch_gives_one_line_with_the_install_command(monkeypatch):
+  monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+  note = hf_peer.missing_requirement()
+  assert note.startswith("--peer hf skipped: torch is not installed")
+  assert "pip install torch==2.13.0" in note and "\n" not in note
+
+
+def test_a_tiny_run_prints_one_row_per_variant(tmp_path):
+  out = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "altup_t5.bench", "--sizes", "tiny",
+       "--variants", "dense,recycled_altup", "--steps", "1", "--warmup", "0",
+       "--lengths", "32,8", "--decode_tokens", "4", "--json", str(out)],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+  assert [r.split("|")[1].strip() for r in rows] == ["variant", "dense", "recycled_altup"]
+  assert "(1.000×)" in rows[1]
+  data = json.loads(out.read_text())
+  dense, recycled = data["sizes"]["tiny"]["rows"]
+  # Recycled-AltUp adds exactly K^2 + K = 6 scalars to each of the 4 + 4 layers.
+  assert recycled["params"] - dense["params"] == 6 * 8
+  cfg = config_for("tiny")
+  assert dense["model_flops_per_step"] == bench.model_flops(cfg, 2, 32, 8, train=True)
+  for row in (dense, recycled):
+    assert row["step_seconds"] > 0 and row["decode_tokens_per_second"] > 0
+    assert row["xla_flops_per_step"] > 0 and row["step_memory_bytes"] > 0
+  assert np.isclose(recycled["step_ratio"],
+                    recycled["step_seconds"] / dense["step_seconds"])

@@ -1,0 +1,36 @@
+"""Code written for speed computes exactly what its plain version does.
+
+Each rewrite made for `bench` (see the notes in the modules) is checked here against
+the straightforward NumPy/JAX expression on inputs chosen to hit its edge cases.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from altup_t5 import decoding, layers
+
+
+def test_argmax_is_numpy_argmax_with_ties_nans_and_infinities():
+  rng = np.random.default_rng(0)
+  logits = rng.standard_normal((5, 3, 40)).astype(np.float32)
+  logits[0, 0, [3, 9, 30]] = 7.0  # ties: the first one wins
+  logits[1, 1, [5, 20]] = np.nan  # NaN: the first NaN, as jnp.argmax
+  logits[1, 2, 11] = np.inf
+  logits[2, 0, :] = -np.inf  # nothing finite: index 0
+  logits[3, 2, -1] = 50.0  # the last index
+  got = np.asarray(jax.jit(decoding.argmax)(logits))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(logits), -1)))
+  np.testing.assert_array_equal(got[[0, 1, 2, 3], [0, 1, 0, 2]], [3, 5, 0, 39])
+
+
+def test_dense_over_two_axes_is_the_two_axis_contraction():
+  # AltUp's logits: [batch, length, K, d] x [K, d, vocab], done as one flat matmul.
+  x = np.random.default_rng(1).standard_normal((2, 3, 2, 5)).astype(np.float32)
+  dense = layers.Dense(7, ("altup_blocks", "embed", "vocab"), contract_dims=2)
+  params = dense.init(jax.random.PRNGKey(0), x)
+  kernel = np.asarray(params["params"]["kernel"])
+  assert kernel.shape == (2, 5, 7)
+  expected = np.einsum("blkd,kdv->blv", x.astype(np.float64), kernel)
+  np.testing.assert_allclose(dense.apply(params, x), expected, rtol=1e-5, atol=1e-5)
