@@ -81,6 +81,11 @@ def make_peer(cfg: T5Config, inputs: np.ndarray, targets: np.ndarray,
 
   torch.manual_seed(seed)
   model = transformers.T5ForConditionalGeneration(hf_config(cfg))
+  if model.lm_head.weight is model.shared.weight:
+    # transformers 5 ties T5's head to its embedding whatever the config says
+    # (`tie_word_embeddings=False` only turns off the tied head's d^-0.5 scaling);
+    # T5.1.1's head is its own matrix, trained on its own.
+    model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
   optimizer = Adafactor(model.parameters(), lr=1e-3, relative_step=False,
                         scale_parameter=True, warmup_init=False)
   input_ids = torch.as_tensor(np.asarray(inputs, np.int64))
