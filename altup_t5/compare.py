@@ -292,9 +292,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
-  # Absolute, so every run's MODEL_DIR is unambiguous; a URL (gs://...) stays as is.
-  out_dir = args.out if "://" in args.out else os.path.abspath(args.out)
+  # Absolute, so every run's MODEL_DIR is unambiguous.
+  out_dir = os.path.abspath(args.out)
   try:
+    if "://" in args.out:
+      # The study streams each run's log into OUT and keeps its status files there,
+      # which object stores cannot append to.
+      raise _UsageError(f"--out={args.out!r}: must be a directory on a file system; for "
+                        "a bucket, mount it (e.g. gcsfuse) and pass the mount point")
     study = studies.load_study(args.study)
     variants = _select(args.only, study.variants, "only")
     sizes = _select(args.sizes, study.sizes, "sizes")

@@ -48,6 +48,15 @@ def read_text_inputs(path: str, vocabulary: seqio.Vocabulary, max_length: int
   return texts, ids, counts
 
 
+def _text(example: dict, feature: str, vocabulary) -> str:
+  """The example's text for `feature`: seqio's `<feature>_pretokenized` copy where the
+  task keeps one, else its tokens decoded (the offline tasks tokenize their own text)."""
+  raw = example.get(f"{feature}_pretokenized")
+  if raw is not None:
+    return raw.decode("utf-8", "replace")
+  return vocabulary.decode(example[feature].tolist())
+
+
 def infer(*, model: models.Seq2SeqModel, checkpoint_path: str, data: DataSettings,
           output_path: str, text_file: str | None = None,
           num_examples: int | None = None, decode: DecodeSettings = DecodeSettings()
@@ -77,8 +86,7 @@ def infer(*, model: models.Seq2SeqModel, checkpoint_path: str, data: DataSetting
     ds = task.get_dataset(dict(lengths), split=data.split, shuffle=False)
     if num_examples:
       ds = ds.take(num_examples)
-    examples = [(ex.get("inputs_pretokenized", b"").decode("utf-8", "replace"),
-                 ex.get("targets_pretokenized", b"").decode("utf-8", "replace"),
+    examples = [(_text(ex, "inputs", in_vocab), _text(ex, "targets", out_vocab),
                  ex["inputs"][:lengths["inputs"]]) for ex in ds.as_numpy_iterator()]
 
   # ---- parameters ----

@@ -294,6 +294,12 @@ def test_unknown_task_or_bad_binding_exits_2_before_any_run(tmp_path, capsys):
   assert code == 2
   assert "--only: 'wide' is not in the study; allowed: dense, moe, altup" in err
 
+  code, _, err = run_compare(capsys, TOY_STUDY, "--out", "gs://bucket/study")
+  assert code == 2
+  assert err.strip() == ("python -m altup_t5.compare: error: --out='gs://bucket/study': "
+                         "must be a directory on a file system; for a bucket, mount it "
+                         "(e.g. gcsfuse) and pass the mount point")
+
 
 def test_dry_run_prints_the_runs_and_where_each_stands(tmp_path, capsys):
   out_dir = tmp_path / "out"

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from altup_t5 import cli, models
+from altup_t5 import eval as eval_lib
+from altup_t5 import infer as infer_lib
 from altup_t5 import train as train_lib
 from altup_t5.network import Transformer
 
@@ -63,7 +65,10 @@ REQUIRED_FOR = {
 @pytest.mark.parametrize("experiment", gin_files("experiments"))
 def test_experiments_parse_and_build(experiment):
   text = open(os.path.join(GIN_DIR, experiment)).read()
-  bindings = [REQUIRED[0]] + ([REQUIRED[4]] if "runs/finetune.gin" in text else [])
+  # What the command in its header passes: the macros its run file leaves open.
+  (run_file,) = [f for f in REQUIRED_FOR if f"include '{f}'" in text]
+  bindings = {"runs/pretrain.gin": [REQUIRED[0]], "runs/finetune.gin": REQUIRED[0:5:4],
+              "runs/eval.gin": REQUIRED[5:7], "runs/infer.gin": REQUIRED[5:8:2]}[run_file]
   cli.parse_gin([experiment], [], bindings)
   assert build_model() > 0
   assert text.startswith("#") and "python -m altup_t5." in text  # the command to run it
@@ -108,4 +113,22 @@ def test_fine_tuning_on_the_offline_tasks_reports_inference_metrics(quickstart, 
   assert len(predictions) == 8
   # The postprocessor turned label strings into class ids (-1 for anything else).
   assert all(p["prediction"] in (-1, 0, 1) for p in predictions)
+
+  # The quickstart's eval and infer files compose with their run files and read
+  # the fine-tuned checkpoint (the README's commands, on fewer examples).
+  checkpoints = tmp_path / "checkpoints"
+  results = cli.run(eval_lib.evaluate, [
+      "--gin_file=experiments/quickstart_eval.gin", f"--gin.CHECKPOINT_PATH={checkpoints}",
+      f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'eval'}", "--gin.INFER_EXAMPLES=8"], prog="eval")
+  assert 0.0 <= results["infer/local_author/accuracy"] <= 100.0
+  output = tmp_path / "infer.jsonl"
+  cli.run(infer_lib.infer, [
+      "--gin_file=experiments/quickstart_infer.gin", f"--gin.CHECKPOINT_PATH={checkpoints}",
+      f"--gin.INFER_OUTPUT={output}", "--gin.INFER_EXAMPLES=4"], prog="infer")
+  records = [json.loads(line) for line in open(output)]
+  assert len(records) == 4
+  # The offline tasks keep no pretokenized text: inputs and targets are decoded tokens.
+  assert all(r["input"].startswith(("same_work passage1: ", "author passage: "))
+             for r in records)
+  assert all(r["target"] in ("same", "different", "shakespeare", "milton") for r in records)
   assert all(p["target"] in (0, 1) for p in predictions)
