@@ -249,6 +249,19 @@ def _budget_line(study) -> str:
           "validation batches.")
 
 
+def result_sections(study, results: Sequence[RunResult]) -> list[str]:
+  """The tables that both report.md and REPRODUCTION.md show, headings included."""
+  return [
+      f"## Held-out span-prediction accuracy (%) after {study.budget.train_steps:,} steps",
+      accuracy_table(results),
+      accuracy_noise(results),
+      "## Cost and speedup at equal quality",
+      cost_table(results),
+      "## Speedup at equal held-out loss",
+      loss_table(results),
+  ]
+
+
 def write_report(study, results: Sequence[RunResult], out_dir: str,
                  commands: Sequence[str], plots: Mapping[str, str]) -> str:
   """report.md, results.csv and curves.csv in `out_dir`, linking to `plots` (file
@@ -262,13 +275,7 @@ def write_report(study, results: Sequence[RunResult], out_dir: str,
       study.description.strip(),
       _budget_line(study),
       code_versions(results),
-      f"## Held-out span-prediction accuracy (%) after {study.budget.train_steps:,} steps",
-      accuracy_table(results),
-      accuracy_noise(results),
-      "## Cost and speedup at equal quality",
-      cost_table(results),
-      "## Speedup at equal held-out loss",
-      loss_table(results),
+      *result_sections(study, results),
       failed and "## Runs that did not finish\n\n" + failed,
       "## Plots",
       "\n".join(f"![{what}]({name})" for name, what in plots.items()),
@@ -349,13 +356,7 @@ def write_reproduction_doc(study, results: Sequence[RunResult], out_dir: str,
       "Each run is one training job; `compare` ran these (MODEL_DIR under the "
       "study's output directory):",
       "```bash\n" + "\n".join(commands) + "\n```",
-      f"## Held-out span-prediction accuracy (%) after {study.budget.train_steps:,} steps",
-      accuracy_table(results),
-      accuracy_noise(results),
-      "## Cost and speedup at equal quality",
-      cost_table(results),
-      "## Speedup at equal held-out loss",
-      loss_table(results),
+      *result_sections(study, results),
       failures(results) and "Runs that did not finish:\n\n" + failures(results),
       "## Plots",
       "\n\n".join(f"![{what}]({study.name}/{name})" for name, what in plots.items()),
