@@ -1,4 +1,10 @@
-"""Small configs and batches shared by the model tests."""
+"""Small configs and batches shared by the model tests, and a runner for scripts
+that need 8 simulated CPU devices."""
+
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -44,3 +50,15 @@ def init_params(model, batch, seed=0):
 
 def logits(model, params, batch, **kwargs):
   return model.apply({"params": params}, **batch, enable_dropout=False, **kwargs)
+
+
+def run_on_8_cpu_devices(script: str, timeout: float):
+  """Runs `script` in a fresh Python that sees 8 CPU devices (XLA reads the flag at
+  start-up, so it needs its own process); returns the JSON of its last stdout line."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,14 +1,11 @@
 """A forward pass sharded over 8 simulated CPU devices equals the one-device result."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from altup_t5 import partitioning
+from model_helpers import run_on_8_cpu_devices
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -54,13 +51,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_forward_sharded_over_8_devices_equals_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  results = json.loads(out.stdout.strip().splitlines()[-1])
+  results = run_on_8_cpu_devices(SCRIPT, timeout=600)
   for variant, r in results.items():
     assert r["devices"] == 8, (variant, r)
     assert r["sharded_params"] > 0, (variant, r)  # the model axis really splits weights

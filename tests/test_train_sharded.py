@@ -1,10 +1,8 @@
 """3 training steps sharded over 8 simulated CPU devices give the losses of 1 device."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
+
+from model_helpers import run_on_8_cpu_devices
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -54,13 +52,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_three_steps_on_8_devices_match_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, out.stderr[-3000:]
-  results = json.loads(out.stdout.strip().splitlines()[-1])
+  results = run_on_8_cpu_devices(SCRIPT, timeout=900)
   for variant, r in results.items():
     assert r["sharded"] > 0, variant  # parameters really are split over devices
     assert len(r["single"]) == 3
