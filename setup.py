@@ -1,6 +1,31 @@
 """altup-t5: a runnable JAX/Flax reproduction of AltUp's T5 experiments."""
 
+import os
+import shutil
+
 import setuptools
+from setuptools.command.build_py import build_py
+
+# The gin files and study configs live at the top of the checkout (gin/, configs/)
+# and ship inside the package (altup_t5/gin, altup_t5/configs), where
+# `altup_t5.resources` finds them after a plain `pip install .` or a wheel install.
+SHIPPED_TREES = ("gin", "configs")
+
+
+class BuildPyWithConfigs(build_py):
+  """build_py that also copies the shipped trees into the built package."""
+
+  def run(self):
+    super().run()
+    if getattr(self, "editable_mode", False):
+      return  # an editable install reads them from the checkout
+    here = os.path.dirname(os.path.abspath(__file__))
+    for tree in SHIPPED_TREES:
+      target = os.path.join(self.build_lib, "altup_t5", tree)
+      shutil.rmtree(target, ignore_errors=True)
+      shutil.copytree(os.path.join(here, tree), target,
+                      ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
 
 setuptools.setup(
     name="altup-t5",
@@ -13,6 +38,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=setuptools.find_packages(include=["altup_t5", "altup_t5.*"]),
+    cmdclass={"build_py": BuildPyWithConfigs},
     python_requires=">=3.11",
     install_requires=[
         # JAX 0.10.x is the newest that installs on Python 3.11; 0.11+ needs 3.12.

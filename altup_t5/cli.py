@@ -4,8 +4,9 @@
       --gin.MODEL_DIR=/tmp/run --gin.TRAIN_STEPS=100
 
 `--gin_file` may repeat; files are looked up in `--gin_search_paths`, the current
-directory and the project's `gin/` directory (and `include`s also in the directory of
-each file given by path). `--gin.NAME=VALUE` binds a macro or a
+directory and the project's gin directory (`resources.gin_dir()`: the installed
+package's copy, or the checkout's `gin/`), and `include`s also in the directory of
+each file given by path. `--gin.NAME=VALUE` binds a macro or a
 parameter (unquoted values that are not Python literals are taken as strings).
 Wrong usage -- a missing file, a misspelt binding, a required macro left unset, an
 unknown task, a mesh that does not fit -- prints one line and exits with status 2
@@ -24,12 +25,10 @@ from typing import Callable, Sequence
 
 import gin
 
-PROJECT_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "gin")
+from altup_t5 import legacy_names, resources
+from altup_t5.errors import UsageError  # re-exported: entry points catch it here
 
-
-class UsageError(ValueError):
-  """Wrong configuration or input, found before any work started (exit status 2)."""
+PROJECT_GIN_DIR = resources.gin_dir()
 
 
 def _binding(flag: str) -> str:
@@ -80,6 +79,7 @@ def parse_flags(argv: Sequence[str], prog: str) -> tuple[list[str], list[str], l
 def parse_gin(files: Sequence[str], search_paths: Sequence[str],
               bindings: Sequence[str]) -> None:
   gin.clear_config()
+  legacy_names.install()  # gin files of the flat layout (`from altup_t5 import config`)
   # A file given by path may include its siblings: its directory is searched too.
   own_dirs = [os.path.dirname(os.path.abspath(f)) for f in files if os.path.isfile(f)]
   searched = list(search_paths) + [os.getcwd(), PROJECT_GIN_DIR] + own_dirs

@@ -65,7 +65,7 @@ def t5x_trainer(model, batch):
   from t5x import trainer as t5x_trainer_lib  # pylint: disable=g-import-not-at-top
   from t5x.contrib.moe import partitioning as moe_partitioning  # pylint: disable=g-import-not-at-top
   from t5x.contrib.moe import trainer as moe_trainer  # pylint: disable=g-import-not-at-top
-  from altup_t5 import t5x_adapters  # pylint: disable=g-import-not-at-top
+  from altup_t5.t5x import adapters as t5x_adapters  # pylint: disable=g-import-not-at-top
   moe = model.module.config.uses_moe
   if moe:
     partitioner = moe_partitioning.MoePjitPartitioner(
@@ -95,9 +95,12 @@ def t5x_trainer(model, batch):
 
 
 def our_trainer(config, batch):
-  from altup_t5 import models, network, partitioning, trainer  # pylint: disable=g-import-not-at-top
+  from altup_t5.training import seq2seq  # pylint: disable=g-import-not-at-top
+  from altup_t5.model import network  # pylint: disable=g-import-not-at-top
+  from altup_t5.training import partitioning  # pylint: disable=g-import-not-at-top
+  from altup_t5.training import trainer  # pylint: disable=g-import-not-at-top
   shapes = trainer.batch_spec(batch)
-  engine = trainer.Trainer(models.Seq2SeqModel(network.Transformer(config)),
+  engine = trainer.Trainer(seq2seq.Seq2SeqModel(network.Transformer(config)),
                            trainer.OptimizerSettings(), partitioning.make_mesh(), shapes)
   engine.compiled_train_step()
   return engine, engine.init_state(0)
@@ -113,7 +116,7 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args()
-  from altup_t5 import config as config_lib  # pylint: disable=g-import-not-at-top
+  from altup_t5.model import config as config_lib  # pylint: disable=g-import-not-at-top
 
   model = t5x_model(args.size, args.variant)
   cfg = model.module.config

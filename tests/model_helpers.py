@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from altup_t5.config import config_for
+from altup_t5.model.config import config_for
 
 VARIANTS = ("dense", "wide", "moe", "altup", "recycled_altup", "altup_moe")
 
@@ -52,13 +52,14 @@ def logits(model, params, batch, **kwargs):
   return model.apply({"params": params}, **batch, enable_dropout=False, **kwargs)
 
 
-def run_on_8_cpu_devices(script: str, timeout: float):
-  """Runs `script` in a fresh Python that sees 8 CPU devices (XLA reads the flag at
-  start-up, so it needs its own process); returns the JSON of its last stdout line."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+def run_on_8_cpu_devices(script: str, timeout: float, devices: int = 8, args=()):
+  """Runs `script` in a fresh Python that sees `devices` CPU devices (XLA reads the
+  flag at start-up, so it needs its own process); returns the JSON of its last stdout
+  line. `args` become the script's sys.argv[1:]."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+  out = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=root,
+                       env=env, capture_output=True, text=True, timeout=timeout)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])

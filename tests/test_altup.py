@@ -5,8 +5,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from altup_t5.altup import AltUp, alternating_update, replicate_blocks, sum_blocks
-from altup_t5.config import ComputeOn, T5Config
+from altup_t5.model.altup import AltUp, alternating_update, replicate_blocks, sum_blocks
+from altup_t5.model.config import ComputeOn, T5Config
 
 
 def np_predict(p, x):
@@ -35,7 +35,7 @@ def test_predict_and_correct_match_numpy(k):
   variables = random_coefs(k, seed=10 + k)
   p = variables["params"]["predict_coefs"]
   g = variables["params"]["correct_coefs"]
-  module = AltUp(num_blocks=k)
+  module = AltUp(altup_k=k)
   x_hat = module.apply(variables, jnp.asarray(x), method=AltUp.predict)
   np.testing.assert_allclose(x_hat, np_predict(p, x), rtol=1e-5, atol=1e-5)
   for j in range(k):
@@ -58,7 +58,7 @@ def test_alternating_update_over_layers_matches_numpy(k, schedule, compute_on):
   weights = [rng.normal(size=(d, d)).astype(np.float32) / np.sqrt(d)
              for _ in range(num_layers)]
   coefs = [random_coefs(k, seed=100 * k + i) for i in range(num_layers)]
-  module = AltUp(num_blocks=k)
+  module = AltUp(altup_k=k)
 
   x = jnp.asarray(x0)
   for i in range(num_layers):
@@ -82,7 +82,7 @@ def test_initial_coefficients_make_identical_blocks_a_dense_layer():
   k, d = 3, 4
   h = np.random.default_rng(0).normal(size=(2, d)).astype(np.float32)
   x = replicate_blocks(jnp.asarray(h), k)
-  module = AltUp(num_blocks=k)
+  module = AltUp(altup_k=k)
   variables = module.init(jax.random.PRNGKey(0), x, method=AltUp.predict)
   np.testing.assert_array_equal(variables["params"]["predict_coefs"], np.eye(k))
   np.testing.assert_array_equal(variables["params"]["correct_coefs"], np.ones(k))
@@ -94,10 +94,10 @@ def test_initial_coefficients_make_identical_blocks_a_dense_layer():
 
 
 def test_bad_block_counts_are_rejected():
-  module = AltUp(num_blocks=2)
+  module = AltUp(altup_k=2)
   x = jnp.zeros((1, 3, 4))
-  with pytest.raises(ValueError, match=r"x has 3 blocks on axis -2 but AltUp\(num_blocks=2\)"):
+  with pytest.raises(ValueError, match=r"x has 3 blocks on axis -2 but AltUp\(altup_k=2\)"):
     module.init(jax.random.PRNGKey(0), x, method=AltUp.predict)
-  with pytest.raises(ValueError, match=r"num_blocks=1 must be >= 2"):
-    AltUp(num_blocks=1).init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 4)),
+  with pytest.raises(ValueError, match=r"altup_k=1 must be >= 2"):
+    AltUp(altup_k=1).init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 4)),
                              method=AltUp.predict)

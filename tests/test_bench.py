@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from altup_t5 import bench, hf_peer
-from altup_t5.config import config_for
+from altup_t5.bench import bench
+from altup_t5.bench import hf_peer
+from altup_t5.model.config import config_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

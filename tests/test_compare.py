@@ -8,8 +8,12 @@ import re
 
 import pytest
 
-from altup_t5 import compare, plots, report, studies, study_results
-from altup_t5.study_results import EvalPoint, RunResult
+from altup_t5.studies import runner
+from altup_t5.studies import plots
+from altup_t5.studies import report
+from altup_t5.studies import study as study_lib
+from altup_t5.studies import results as study_results
+from altup_t5.studies.results import EvalPoint, RunResult
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 TOY_STUDY = os.path.join(TESTS, "studies", "toy.toml")
@@ -112,7 +116,7 @@ def test_a_size_without_a_finished_baseline_gets_no_speedups():
 def test_report_shows_not_reached_in_words_and_the_interpolated_speedup(tmp_path):
   results = hand_made_results()
   study_results.add_speedups(results)
-  study = studies.load_study(TOY_STUDY)
+  study = study_lib.load_study(TOY_STUDY)
   figures = plots.plot_curves(results, str(tmp_path), study.name)
   text = report.write_report(study, results, str(tmp_path), ["python -m ..."], figures)
   # The paper's layout: methods as rows in the paper's order, final accuracy in %.
@@ -174,7 +178,7 @@ def test_report_warns_when_runs_trained_with_different_code():
 
 # --------------------------------------------------------------------- study files
 def test_a_study_becomes_one_train_command_per_size_and_variant(tmp_path):
-  study = studies.load_study(TOY_STUDY)
+  study = study_lib.load_study(TOY_STUDY)
   runs = study.runs(str(tmp_path))
   assert [r.name for r in runs] == ["tiny_dense", "tiny_moe", "tiny_altup"]
   moe = runs[1]
@@ -191,11 +195,11 @@ def test_a_study_becomes_one_train_command_per_size_and_variant(tmp_path):
 
 
 def test_toml_values_become_gin_text():
-  assert studies.gin_value("NUM_REAL_TARGET_TOKENS") == '"NUM_REAL_TARGET_TOKENS"'
-  assert studies.gin_value("@trainer.OptimizerSettings()") == "@trainer.OptimizerSettings()"
-  assert studies.gin_value("%BATCH_SIZE") == "%BATCH_SIZE"
-  assert studies.gin_value(True) == "True" and studies.gin_value(1e-3) == "0.001"
-  assert studies.gin_value({"inputs": 512, "tags": ["a", 1.5]}) == \
+  assert study_lib.gin_value("NUM_REAL_TARGET_TOKENS") == '"NUM_REAL_TARGET_TOKENS"'
+  assert study_lib.gin_value("@trainer.OptimizerSettings()") == "@trainer.OptimizerSettings()"
+  assert study_lib.gin_value("%BATCH_SIZE") == "%BATCH_SIZE"
+  assert study_lib.gin_value(True) == "True" and study_lib.gin_value(1e-3) == "0.001"
+  assert study_lib.gin_value({"inputs": 512, "tags": ["a", 1.5]}) == \
       '{"inputs": 512, "tags": ["a", 1.5]}'
 
 
@@ -205,8 +209,8 @@ CONFIGS = os.path.join(os.path.dirname(TESTS), "configs")
 @pytest.mark.parametrize("name", sorted(os.listdir(CONFIGS)))
 def test_every_study_in_configs_checks_and_says_how_to_run_it(name, tmp_path):
   path = os.path.join(CONFIGS, name)
-  study = studies.load_study(path)
-  compare.check_runs(study, study.runs(str(tmp_path)))  # gin files, bindings, task
+  study = study_lib.load_study(path)
+  runner.check_runs(study, study.runs(str(tmp_path)))  # gin files, bindings, task
   header = open(path, encoding="utf-8").read().split("\n[")[0]
   assert f"python3 -m altup_t5.compare configs/{name}" in header or \
       f"python -m altup_t5.compare configs/{name}" in header
@@ -234,14 +238,14 @@ def test_every_study_in_configs_checks_and_says_how_to_run_it(name, tmp_path):
 ])
 def test_bad_study_files_are_refused_with_one_line(tmp_path, old, new, message):
   path = write_study(tmp_path, toy_text(**{old: new}))
-  with pytest.raises(studies.StudyError) as error:
-    studies.load_study(path)
+  with pytest.raises(study_lib.StudyError) as error:
+    study_lib.load_study(path)
   assert message in str(error.value)
   assert "\n" not in str(error.value)
 
 
 def run_compare(capsys, *argv):
-  code = compare.main([str(a) for a in argv])
+  code = runner.main([str(a) for a in argv])
   out, err = capsys.readouterr()
   return code, out, err
 
@@ -278,7 +282,7 @@ def test_unknown_task_or_bad_binding_exits_2_before_any_run(tmp_path, capsys):
 
   # A binding gin cannot apply, and a network field that does not exist.
   for binding, expected in (
-      ('"trainer.OptimizerSettings.warmup_stepz" = 5',
+      ('"optimizer.OptimizerSettings.warmup_stepz" = 5',
        "run tiny_dense: gin configuration error: "),
       ('"config.config_for.emb_dimm" = 5', "run tiny_dense: unknown T5Config field(s) "
        "['emb_dimm']")):
@@ -320,9 +324,9 @@ def test_error_line_skips_the_progress_bar_and_names_signals():
   tail = ("step 2 eval: accuracy=0\n 33%|███▎      | 2/6 [00:40<01:14, 18.62s/step, "
           "loss=5.9]python -m altup_t5.train: stopped: loss is nan at step 3\n"
           " 33%|███▎      | 2/6 [00:42<01:24, 21.04s/step, loss=5.9]\n")
-  assert compare.error_line(tail, 1) == (
+  assert runner.error_line(tail, 1) == (
       "python -m altup_t5.train: stopped: loss is nan at step 3")
-  assert compare.error_line("", -9) == "killed by signal SIGKILL"
+  assert runner.error_line("", -9) == "killed by signal SIGKILL"
 
 
 # --------------------------------------------------------------------- end to end

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax.core import freeze
 
-from altup_t5 import decoding
-from altup_t5.network import Transformer
+from altup_t5.inference import decoding
+from altup_t5.model.network import Transformer
 from model_helpers import init_params, micro_config, random_batch
 
 EOS = 1

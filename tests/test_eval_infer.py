@@ -7,9 +7,9 @@ import pytest
 
 import toy_tasks  # pylint: disable=unused-import  (registers toy_reverse)
 from altup_t5 import cli
-from altup_t5 import eval as eval_lib
-from altup_t5 import infer as infer_lib
-from altup_t5 import train as train_lib
+from altup_t5.jobs import evaluate as eval_lib
+from altup_t5.jobs import infer as infer_lib
+from altup_t5.jobs import train as train_lib
 
 GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gin")
 TASK = ["--gin.MIXTURE_OR_TASK_NAME='toy_reverse'",

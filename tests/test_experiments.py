@@ -11,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from altup_t5 import cli, models
-from altup_t5 import eval as eval_lib
-from altup_t5 import infer as infer_lib
-from altup_t5 import train as train_lib
-from altup_t5.network import Transformer
+from altup_t5 import cli
+from altup_t5.training import seq2seq
+from altup_t5.jobs import evaluate as eval_lib
+from altup_t5.jobs import infer as infer_lib
+from altup_t5.jobs import train as train_lib
+from altup_t5.model.network import Transformer
 
 GIN_DIR = cli.PROJECT_GIN_DIR
 REQUIRED = ["MODEL_DIR='/tmp/unused'", "MIXTURE_OR_TASK_NAME='local_span_corruption'",
@@ -30,7 +31,7 @@ def gin_files(sub):
 
 
 def build_model():
-  model = gin.get_configurable(models.Seq2SeqModel)()
+  model = gin.get_configurable(seq2seq.Seq2SeqModel)()
   assert isinstance(model.module, Transformer)
   ids = jnp.ones((1, 8), jnp.int32)
   shapes = jax.eval_shape(lambda: model.module.init(

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from altup_t5 import decoding, layers
+from altup_t5.inference import decoding
+from altup_t5.model import layers
 
 
 def test_argmax_is_numpy_argmax_with_ties_nans_and_infinities():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from flax.linen import partitioning as nn_partitioning
 
-from altup_t5 import layers, partitioning
-from altup_t5.config import Router, config_for
-from altup_t5.moe import MoeMlp, expert_capacity, group_layout
+from altup_t5.model import layers
+from altup_t5.training import partitioning
+from altup_t5.model.config import Router, config_for
+from altup_t5.model.moe import MoeMlp, expert_capacity, group_layout
 
 
 def moe_config(**overrides):

@@ -8,9 +8,9 @@ import pytest
 from flax import traverse_util
 from flax.linen import partitioning as nn_partitioning
 
-from altup_t5 import partitioning
-from altup_t5.config import SIZES, T5Config, config_for
-from altup_t5.network import Transformer
+from altup_t5.training import partitioning
+from altup_t5.model.config import SIZES, T5Config, config_for
+from altup_t5.model.network import Transformer
 from model_helpers import VARIANTS, init_params, logits, micro_config, random_batch
 
 PAPER_SIZES = ("small", "base", "large", "xl", "xxl")
@@ -280,7 +280,7 @@ def test_dropout_is_active_only_when_enabled():
                                             "'wide', 'moe', 'altup', 'recycled_altup', "
                                             "'altup_moe'"),
     (lambda: config_for("small", "altup", altup_k=1), "altup_k=1 must be >= 2"),
-    (lambda: config_for("small", "wide", altup_k=1), "altup_k=1 must be >= 2"),
+    (lambda: config_for("small", "wide", width_factor=1), "width_factor=1 must be an integer >= 2"),
     (lambda: config_for("small", attention_dim=500), "attention_dim=500 is not a multiple "
                                                      "of head_dim=64"),
     (lambda: config_for("small", num_heads=6, attention_dim=512),

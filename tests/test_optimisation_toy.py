@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from altup_t5.network import Transformer
+from altup_t5.model.network import Transformer
 from model_helpers import VARIANTS, init_params, micro_config, random_batch
 
 

@@ -4,15 +4,15 @@ import textwrap
 
 import pytest
 
-from altup_t5 import partitioning
+from altup_t5.training import partitioning
 from model_helpers import run_on_8_cpu_devices
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     sys.path.insert(0, "tests")
-    from altup_t5 import partitioning
-    from altup_t5.network import Transformer
+    from altup_t5.training import partitioning
+    from altup_t5.model.network import Transformer
     from model_helpers import init_params, logits, micro_config, random_batch
 
     assert jax.device_count() == 8, jax.devices()

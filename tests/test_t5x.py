@@ -30,7 +30,14 @@ import tensorstore as ts
 from flax import serialization
 
 import model_helpers
-from altup_t5 import checkpoints, config, models, partitioning, t5x_checkpoints, trainer
+from altup_t5.inference import decoding
+from altup_t5.training import checkpoints
+from altup_t5.jobs import load  # load_params reads ours and t5x's
+from altup_t5.model import config
+from altup_t5.training import seq2seq
+from altup_t5.training import partitioning
+from altup_t5.t5x import checkpoints as t5x_checkpoints
+from altup_t5.training import trainer
 
 try:
   import t5x  # pylint: disable=g-import-not-at-top
@@ -153,6 +160,7 @@ def test_size_and_variant_files_compose_in_either_order(size, variant):
   assert (cfg, model_class) == _composed(files[::-1])
   expected = config.config_for(
       size, variant, dropout_rate=0.0, dtype="float32" if size == "tiny" else "bfloat16",
+      float32_attention_logits=False,  # t5x's default, which gin/t5x keeps
       **({"num_experts": 8} if variant in MOE_VARIANTS else {}))
   assert cfg == expected
   # MoE variants need t5x's MoE wrapper: it adds the auxiliary losses.
@@ -172,7 +180,7 @@ def test_t5x_tests_report_why_they_skip():
 @functools.lru_cache(maxsize=None)
 def _micro_params(variant="altup"):
   cfg = model_helpers.micro_config(variant)
-  module = models.Transformer(cfg)
+  module = seq2seq.Transformer(cfg)
   return module, model_helpers.init_params(module, model_helpers.random_batch(cfg))
 
 
@@ -201,7 +209,7 @@ def test_exported_checkpoint_reads_back_exactly(tmp_path):
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   for where in (path, tmp_path):  # a step directory, or a t5x MODEL_DIR (newest step)
     _assert_same(t5x_checkpoints.read_params(where, _abstract(params, device)), params)
-    _assert_same(checkpoints.load_params(str(where), _abstract(params, device)), params)
+    _assert_same(load.load_params(str(where), _abstract(params, device)), params)
   with pytest.raises(ValueError, match="already exists"):
     t5x_checkpoints.write_params(params, tmp_path, step=11)
 
@@ -246,7 +254,7 @@ def test_legacy_t5x_checkpoint_is_read(tmp_path):
                 on_gcs=names[2:4], bfloat16=[embedding])
   listed = t5x_checkpoints.checkpoint_params(tmp_path)
   assert listed[embedding] == (params["token_embedder"]["embedding"].shape, "bfloat16")
-  restored = checkpoints.load_params(str(tmp_path), _abstract(params))
+  restored = load.load_params(str(tmp_path), _abstract(params))
   flat = t5x_checkpoints._flat(restored)  # pylint: disable=protected-access
   for name, value in t5x_checkpoints._flat(params).items():  # pylint: disable=protected-access
     want = np.asarray(value)
@@ -262,7 +270,7 @@ def test_a_checkpoint_of_another_variant_is_refused_with_what_differs(tmp_path):
   _, dense = _micro_params("dense")
   t5x_checkpoints.write_params(altup, tmp_path, step=1)
   with pytest.raises(ValueError) as error:
-    checkpoints.load_params(str(tmp_path), _abstract(dense))
+    load.load_params(str(tmp_path), _abstract(dense))
   message = str(error.value)
   assert "does not fit the model" in message and "\n" not in message
   assert "not in the model (e.g. decoder/layers_0/altup/correct_coefs" in message
@@ -274,7 +282,7 @@ def test_a_checkpoint_of_another_variant_is_refused_with_what_differs(tmp_path):
   meshtf.mkdir()
   (meshtf / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-1000000"\n')
   with pytest.raises(ValueError, match="checkpoint is not a t5x msgpack checkpoint"):
-    checkpoints.load_params(str(meshtf), _abstract(dense))
+    load.load_params(str(meshtf), _abstract(dense))
 
 
 def test_export_command_writes_our_newest_checkpoint_for_t5x(tmp_path, capsys):
@@ -405,7 +413,7 @@ def test_t5x_trains_our_module_with_our_loss_and_factor_rules(t5x_run):
   assert cfg.variant.value == run.variant and cfg.emb_dim == 64
   # t5x's loss (its own cross entropy, z-loss and, for MoE, its sown-metric reader)
   # equals our trainer's loss for the same parameters and batch.
-  ours = models.Seq2SeqModel(run.model.module, models.LossSettings())
+  ours = seq2seq.Seq2SeqModel(run.model.module, seq2seq.LossSettings())
   our_loss, _ = jax.jit(ours.loss_and_metrics)(run.initial_params, run.batch, None)
   np.testing.assert_allclose(run.initial_loss, float(our_loss), rtol=1e-5)
   _, metrics = jax.jit(run.model.loss_fn)(run.initial_params, run.batch, None)
@@ -413,21 +421,22 @@ def test_t5x_trains_our_module_with_our_loss_and_factor_rules(t5x_run):
   # One step of t5x's Trainer (pjit, Adafactor) lowers the loss on that batch.
   assert int(run.state.step) == 1
   assert float(run._loss(run.state.params)) < run.initial_loss  # pylint: disable=protected-access
-  if cfg.embed_blocks > 1:
+  if cfg.embedding_blocks > 1:
     # `altup_blocks: row` factors the [vocab, K, d] table as one [vocab, K*d] matrix:
     # statistics over vocab rows and over all K*d columns (not K separate [vocab, d]).
     slots = run.state.param_states["token_embedder"]["embedding"]
-    assert slots.v_row.shape == (cfg.embed_blocks, cfg.emb_dim)
+    assert slots.v_row.shape == (cfg.embedding_blocks, cfg.emb_dim)
     assert slots.v_col.shape == (cfg.vocab_size,)
 
 
 @requires_t5x
 def test_t5x_decoding_of_our_module_matches_ours(t5x_run):
   run = t5x_run
-  ours = models.Seq2SeqModel(run.model.module)
+  ours = seq2seq.Seq2SeqModel(run.model.module)
   inputs = jnp.asarray(run.batch["encoder_input_tokens"])
-  decode = lambda **kw: np.asarray(ours.predict(  # pylint: disable=g-long-lambda
-      run.state.params, inputs, max_decode_length=TARGETS, eos_id=EOS, **kw))
+  decode = lambda **kw: np.asarray(decoding.decode_with_model(  # pylint: disable=g-long-lambda
+      ours.module, run.state.params, inputs, max_decode_length=TARGETS, eos_id=EOS,
+      **kw)[0])
   # t5x's default decode_fn is beam search; one beam is greedy.
   np.testing.assert_array_equal(np.asarray(run.model.predict_batch(run.state.params, run.batch)),
                                 decode(method="greedy"))
@@ -439,7 +448,7 @@ def test_t5x_decoding_of_our_module_matches_ours(t5x_run):
 def _our_abstract_params(module):
   """Our trainer's abstract parameters (shapes, dtypes, shardings), as train.py builds them."""
   shapes = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in _toy_batch().items()}
-  engine = trainer.Trainer(models.Seq2SeqModel(module), trainer.OptimizerSettings(),
+  engine = trainer.Trainer(seq2seq.Seq2SeqModel(module), trainer.OptimizerSettings(),
                            partitioning.make_mesh(), shapes)
   abstract = jax.tree_util.tree_map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -466,7 +475,7 @@ def test_t5x_checkpoints_restore_into_our_trainer_with_the_same_logits(t5x_run, 
       enable_dropout=False))
   for layout in (legacy_dir, orbax_dir):
     path = os.path.join(layout, "checkpoint_1")
-    state = engine.state_from_params(checkpoints.load_params(path, abstract))
+    state = engine.state_from_params(load.load_params(path, abstract))
     _assert_same(state.params, run.state.params)
     # Same parameters bit for bit; logits up to XLA's float32 rounding.
     np.testing.assert_allclose(np.asarray(logits(state.params)), expected, rtol=1e-5,
@@ -509,8 +518,8 @@ def test_t5x_rule_tables_name_every_axis_of_ours(variant):
   from flax.linen import partitioning as nn_partitioning  # pylint: disable=g-import-not-at-top
   from t5x import partitioning as t5x_partitioning  # pylint: disable=g-import-not-at-top
   from t5x.contrib.moe import partitioning as t5x_moe  # pylint: disable=g-import-not-at-top
-  from altup_t5 import t5x_adapters  # pylint: disable=g-import-not-at-top
-  module = models.Transformer(model_helpers.micro_config(variant))
+  from altup_t5.t5x import adapters as t5x_adapters  # pylint: disable=g-import-not-at-top
+  module = seq2seq.Transformer(model_helpers.micro_config(variant))
   batch = model_helpers.random_batch(module.config)
   variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), **batch,
                                                  enable_dropout=False))

@@ -17,8 +17,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 import toy_tasks  # pylint: disable=unused-import  (registers toy_reverse)
-from altup_t5 import checkpoints, cli, input_pipeline, models, partitioning, trainer
-from altup_t5 import train as train_lib
+from altup_t5.training import checkpoints
+from altup_t5 import cli
+from altup_t5.training import input_pipeline
+from altup_t5.training import seq2seq
+from altup_t5.training import partitioning
+from altup_t5.training import trainer
+from altup_t5.jobs import train as train_lib
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(TESTS, "train_runner.py")
@@ -119,7 +124,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
   # the next step (step 4) overflows.
   with pytest.raises(SystemExit) as exit_info:
     run_in_process(model_dir, "--gin.TRAIN_STEPS=8",
-                   "--gin.trainer.OptimizerSettings.base_learning_rate=1e30")
+                   "--gin.optimizer.OptimizerSettings.base_learning_rate=1e30")
   assert exit_info.value.code == 1
   message = capsys.readouterr().err.strip().splitlines()[-1]
   assert "at step 4" in message and "the last good checkpoint is step 2" in message
@@ -154,7 +159,7 @@ def test_fine_tuning_starts_from_exactly_the_pretrained_parameters(tmp_path):
   _, saved = final_params(pretrain)
   # The trainer's own loading path, with shapes and shardings from a fresh Trainer.
   cli.parse_gin([TOY_GIN], [], ["MODEL_DIR='/unused'"])
-  model = gin.get_configurable(models.Seq2SeqModel)()
+  model = gin.get_configurable(seq2seq.Seq2SeqModel)()
   data = input_pipeline.DataSettings("toy_reverse", {"inputs": 64, "targets": 48},
                                      batch_size=8)
   engine = trainer.Trainer(model, trainer.OptimizerSettings(), partitioning.make_mesh(),

@@ -9,8 +9,12 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, "tests")
     import toy_tasks
-    from altup_t5 import config_for, input_pipeline, models, partitioning, trainer
-    from altup_t5.network import Transformer
+    from altup_t5 import config_for
+    from altup_t5.training import input_pipeline
+    from altup_t5.training import seq2seq
+    from altup_t5.training import partitioning
+    from altup_t5.training import trainer
+    from altup_t5.model.network import Transformer
 
     assert jax.device_count() == 8
     data = input_pipeline.DataSettings("toy_reverse", {"inputs": 64, "targets": 48},
@@ -26,7 +30,7 @@ SCRIPT = textwrap.dedent("""
                        # multiples of the 4-way batch split, so every mesh routes
                        # within the same groups (MoE routing depends on the groups).
                        moe_group_size=32)
-      engine = trainer.Trainer(models.Seq2SeqModel(Transformer(cfg)),
+      engine = trainer.Trainer(seq2seq.Seq2SeqModel(Transformer(cfg)),
                                trainer.OptimizerSettings(), mesh,
                                input_pipeline.batch_shapes(data))
       state = engine.init_state(0)

@@ -12,12 +12,12 @@ from altup_t5 import cli  # pylint: disable=g-import-not-at-top
 if __name__ == "__main__":
   entry, argv = sys.argv[1], sys.argv[2:]
   if entry == "train":
-    from altup_t5 import train as module  # pylint: disable=g-import-not-at-top
+    from altup_t5.jobs import train as module  # pylint: disable=g-import-not-at-top
     fn = module.train
   elif entry == "eval":
-    import altup_t5.eval as module  # pylint: disable=g-import-not-at-top
+    import altup_t5.jobs.evaluate as module  # pylint: disable=g-import-not-at-top
     fn = module.evaluate
   else:
-    from altup_t5 import infer as module  # pylint: disable=g-import-not-at-top
+    from altup_t5.jobs import infer as module  # pylint: disable=g-import-not-at-top
     fn = module.infer
   cli.run(fn, argv, prog=f"python -m altup_t5.{entry}")

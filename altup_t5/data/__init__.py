@@ -12,6 +12,9 @@
 
 Importing the package is cheap: TensorFlow and seqio load on first use of a name that
 needs them, and nothing is downloaded until a task's data is read.
+
+May import: nothing else of altup_t5 (seqio, TensorFlow, sentencepiece, scipy and
+scikit-learn do the work); training and studies use it.
 """
 
 import importlib

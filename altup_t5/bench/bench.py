@@ -1,0 +1,420 @@
+r"""What each variant costs, side by side: `python -m altup_t5.bench`.
+
+  python -m altup_t5.bench --sizes small,tiny --steps 10 --json /tmp/bench.json
+  python -m altup_t5.bench --sizes small --variants dense,altup --peer hf
+
+For every size and variant, in ONE process: the median time of the real train step
+(`trainer.Trainer`: forward, backward, Adafactor), of its forward pass alone, and of
+greedy decoding with the KV cache (batch 1, `--decode_tokens` new tokens, forced to the
+full length); parameters; FLOPs per step, both XLA's cost analysis and the *model
+FLOPs* counted here from the architecture (`model_flops`); achieved FLOP/s as a
+fraction of a float32 matmul peak measured in the same process; and memory. Every
+time is also printed as a ratio to `dense` measured in the same run.
+
+Measurements are interleaved: each round times every variant once (in a rotating
+order, with the matmul peak and the optional HF peer in the same round), so noise
+from a shared machine hits all of them alike; the table shows medians over rounds.
+Process CPU seconds per step are printed too: they move far less than wall time
+when other jobs compete for the cores. Nothing here is a pass/fail check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from altup_t5.bench import cpu_tuning
+from altup_t5.inference import predictor as predictor_lib
+from altup_t5.bench import hf_peer
+from altup_t5.training import seq2seq
+from altup_t5.model import flops
+from altup_t5.model import network
+from altup_t5.training import partitioning
+from altup_t5.training import trainer
+from altup_t5.model.config import SIZES, Router, T5Config, Variant, config_for
+
+VARIANTS = tuple(v.value for v in Variant)
+PEAK_MATMUL_SIZE = 2048  # the square float32 matmul whose speed is "peak"
+PEAK_REPEATS = 3  # matmuls timed per round
+
+
+model_flops = flops.model_flops  # re-exported: reports and tests use bench.model_flops
+
+
+# ---------------------------------------------------------------- settings
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+  sizes: tuple[str, ...] = ("small", "tiny")
+  variants: tuple[str, ...] = VARIANTS  # dense is always measured (the reference)
+  steps: int = 10  # timed rounds; every measurement is the median over them
+  warmup: int = 2  # untimed rounds first (each function already ran once)
+  batch: int = 2
+  inputs_length: int = 512
+  targets_length: int = 114
+  decode_tokens: int = 64
+  decode_batch: int = 1  # sequences decoded together (a multiple of the data-parallel size)
+  peer: str | None = None  # "hf": also time HuggingFace's T5 (torch)
+  json_path: str | None = None
+  seed: int = 0
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line and status 2, not argparse's usage block
+    sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+    sys.exit(2)
+
+
+def _names(text: str, allowed: Sequence[str], flag: str) -> tuple[str, ...]:
+  names = tuple(n.strip() for n in text.split(",") if n.strip())
+  unknown = [n for n in names if n not in allowed]
+  if not names or unknown:
+    raise ValueError(f"{flag}={text!r}: {'unknown ' + ', '.join(map(repr, unknown)) if unknown else 'empty'}; "
+                     f"allowed: {','.join(allowed)}")
+  return tuple(dict.fromkeys(names))  # drop repeats, keep order
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
+  parser = _Parser(prog="python -m altup_t5.bench",
+                   description=__doc__.split("\n\n")[0].split(": ")[0])
+  parser.add_argument("--sizes", default="small,tiny", help=f"of {','.join(SIZES)}")
+  parser.add_argument("--variants", default=",".join(VARIANTS),
+                      help=f"of {','.join(VARIANTS)} (dense is always added)")
+  parser.add_argument("--steps", type=int, default=10, help="timed rounds (>= 1)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (>= 0)")
+  parser.add_argument("--batch", type=int, default=2)
+  parser.add_argument("--lengths", default="512,114", help="inputs,targets lengths")
+  parser.add_argument("--decode_tokens", type=int, default=64)
+  parser.add_argument("--decode_batch", type=int, default=1,
+                      help="sequences decoded together (default 1)")
+  parser.add_argument("--peer", choices=["hf"], default=None,
+                      help="also time HuggingFace transformers' T5 (needs torch)")
+  parser.add_argument("--json", default=None, help="also write every number here")
+  args = parser.parse_args(argv)
+  try:
+    sizes = _names(args.sizes, tuple(SIZES), "--sizes")
+    variants = _names(args.variants, VARIANTS, "--variants")
+    lengths = args.lengths.split(",")
+    if len(lengths) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in lengths):
+      raise ValueError(f"--lengths={args.lengths!r} must be two positive integers "
+                       "INPUTS,TARGETS, e.g. 512,114")
+    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
+                             ("--batch", args.batch, 1),
+                             ("--decode_tokens", args.decode_tokens, 1),
+                             ("--decode_batch", args.decode_batch, 1)):
+      if value < low:
+        raise ValueError(f"{flag}={value} must be >= {low}")
+  except ValueError as error:
+    parser.error(str(error))
+  if "dense" not in variants:
+    variants = ("dense",) + variants
+  return BenchSettings(sizes=sizes, variants=variants, steps=args.steps,
+                       warmup=args.warmup, batch=args.batch,
+                       inputs_length=int(lengths[0]), targets_length=int(lengths[1]),
+                       decode_tokens=args.decode_tokens,
+                       decode_batch=args.decode_batch, peer=args.peer,
+                       json_path=args.json)
+
+
+# ---------------------------------------------------------------- what is timed
+
+@dataclasses.dataclass
+class Subject:
+  """One model under test: callables that each run one unit of work to completion,
+  and the (wall seconds, process CPU seconds) samples of each."""
+  name: str
+  num_params: int
+  model_flops: float  # per train step
+  # "train_step", "forward", "decode"; each returns None, or its own (wall, CPU) sample
+  work: dict[str, Callable[[], tuple[float, float] | None]]
+  xla: dict[str, float] = dataclasses.field(default_factory=dict)
+  samples: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
+  # The last outputs of the work (e.g. "decoded" token ids), for checks.
+  outputs: dict[str, object] = dataclasses.field(default_factory=dict)
+
+  def median(self, kind: str, index: int = 0) -> float:
+    return float(np.median([s[index] for s in self.samples[kind]]))
+
+
+def _process_cpu_seconds() -> float:
+  t = os.times()
+  return t.user + t.system
+
+
+def _time(fn: Callable[[], tuple[float, float] | None]) -> tuple[float, float]:
+  """(wall, CPU) seconds of `fn()`, or what `fn` returns: work done in another
+  process (the HF peer) is timed there."""
+  cpu, start = _process_cpu_seconds(), time.perf_counter()
+  measured_elsewhere = fn()
+  sample = (time.perf_counter() - start, _process_cpu_seconds() - cpu)
+  return measured_elsewhere if isinstance(measured_elsewhere, tuple) else sample
+
+
+def random_batch(cfg: T5Config, settings: BenchSettings) -> dict[str, np.ndarray]:
+  """Full-length sequences (no padding) of random non-special ids."""
+  rng = np.random.default_rng(settings.seed)
+  shape_in = (settings.batch, settings.inputs_length)
+  targets = rng.integers(2, cfg.vocab_size, (settings.batch, settings.targets_length))
+  decoder_inputs = np.concatenate([np.zeros((settings.batch, 1)), targets[:, :-1]], 1)
+  return {"encoder_input_tokens": rng.integers(2, cfg.vocab_size, shape_in).astype(np.int32),
+          "decoder_input_tokens": decoder_inputs.astype(np.int32),
+          "decoder_target_tokens": targets.astype(np.int32)}
+
+
+def make_subject(cfg: T5Config, settings: BenchSettings, mesh) -> Subject:
+  """Compiles the variant's train step, forward pass and greedy decoder."""
+  model = seq2seq.Seq2SeqModel(network.Transformer(cfg))
+  batch = random_batch(cfg, settings)
+  engine = trainer.Trainer(model, trainer.OptimizerSettings(), mesh,
+                           trainer.batch_spec(batch))
+  box = {"state": engine.init_state(settings.seed)}
+  device_batch = jax.device_put(batch, engine.batch_shardings)
+  dropout_key = jax.random.PRNGKey(settings.seed)
+
+  def train_step():
+    box["state"], _ = engine.train_step(box["state"], device_batch, settings.seed)
+    jax.block_until_ready(box["state"])
+
+  # The train step's forward half: train mode (MoE's train capacity; dropout is 0).
+  loss = jax.jit(lambda params, b: model.loss_and_metrics(params, b, dropout_key)[0])
+
+  def forward():
+    jax.block_until_ready(loss(box["state"].params, device_batch))
+
+  # Decoding through the one predict path (as eval and infer decode), `decode_batch`
+  # copies of the first prompt. eos_id = vocab_size can never be chosen, so every
+  # variant decodes the full length.
+  predictor = predictor_lib.Predictor(engine.placement, rows=settings.decode_batch)
+  prompt = jax.device_put(  # [decode_batch, inputs_length]
+      np.repeat(batch["encoder_input_tokens"][:1], settings.decode_batch, axis=0),
+      engine.placement.batch_sharding(2))
+
+  def decode():
+    box["decoded"] = jax.block_until_ready(predictor.decode_batch(
+        box["state"].params, prompt, max_decode_length=settings.decode_tokens,
+        eos_id=cfg.vocab_size))
+
+  work = {"train_step": train_step, "forward": forward, "decode": decode}
+  for fn in work.values():
+    fn()  # compiles: keep compilation out of every sample, warm-up or not
+  params = jax.tree_util.tree_leaves(engine.abstract_state.params)
+  return Subject(
+      name=cfg.variant.value, num_params=sum(int(np.prod(p.shape)) for p in params),
+      model_flops=model_flops(cfg, settings.batch, settings.inputs_length,
+                              settings.targets_length),
+      work=work, xla=engine.step_cost(), outputs=box)
+
+
+def matmul_peak() -> Callable[[], None]:
+  """A jitted float32 [n, n] x [n, n] matmul: the machine's attainable FLOP/s."""
+  n = PEAK_MATMUL_SIZE
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+
+  def run():
+    jax.block_until_ready(matmul(a, a))
+  run()
+  return run
+
+
+def measure(subjects: list[Subject], peak: Callable[[], None], settings: BenchSettings,
+            log=print) -> list[float]:
+  """Interleaved rounds; returns the peak matmul's wall times (seconds)."""
+  peak_times = []
+  kinds = ("train_step", "forward", "decode")
+  for round_ in range(settings.warmup + settings.steps):
+    timed = round_ >= settings.warmup
+    shift = round_ % len(subjects)
+    order = subjects[shift:] + subjects[:shift]  # no variant always goes first
+    for _ in range(PEAK_REPEATS):
+      wall, _ = _time(peak)
+      if timed:
+        peak_times.append(wall)
+    for kind in kinds:
+      for subject in order:
+        sample = _time(subject.work[kind])
+        if timed:
+          subject.samples.setdefault(kind, []).append(sample)
+    log(f"  round {round_ + 1}/{settings.warmup + settings.steps}"
+        f"{'' if timed else ' (warm-up)'} done")
+  return peak_times
+
+
+# ---------------------------------------------------------------- report
+
+def summarize(subjects: list[Subject], peak_flops: float,
+              settings: BenchSettings) -> list[dict]:
+  """One dict of numbers per subject; ratios are to the subject named 'dense'."""
+  dense = next(s for s in subjects if s.name == "dense")
+  tokens = settings.batch * (settings.inputs_length + settings.targets_length)
+  rows = []
+  for s in subjects:
+    step, fwd, dec = (s.median(k) for k in ("train_step", "forward", "decode"))
+    row = {
+        "variant": s.name, "params": s.num_params,
+        "model_flops_per_step": s.model_flops,
+        "xla_flops_per_step": s.xla.get("xla_flops_per_step"),
+        "model_flops_ratio": s.model_flops / dense.model_flops,
+        "step_seconds": step, "step_ratio": step / dense.median("train_step"),
+        "step_cpu_seconds": s.median("train_step", 1),
+        "step_cpu_ratio": s.median("train_step", 1) / dense.median("train_step", 1),
+        "forward_seconds": fwd, "forward_ratio": fwd / dense.median("forward"),
+        "decode_tokens_per_second": settings.decode_tokens * settings.decode_batch / dec,
+        "decode_ratio": dec / dense.median("decode"),
+        "train_tokens_per_second": tokens / step,
+        "model_flops_per_second": s.model_flops / step,
+        "fraction_of_peak": s.model_flops / step / peak_flops,
+    }
+    row["time_over_flops_ratio"] = row["step_ratio"] / row["model_flops_ratio"]
+    row["cpu_time_over_flops_ratio"] = row["step_cpu_ratio"] / row["model_flops_ratio"]
+    row["samples"] = {kind: [list(x) for x in xs] for kind, xs in s.samples.items()}
+    if s.xla:  # live bytes of the compiled step: its inputs (outputs reuse them,
+      # the state is donated) plus XLA's temporaries
+      row["step_memory_bytes"] = (s.xla.get("argument_size_in_bytes", 0.0)
+                                  + s.xla.get("temp_size_in_bytes", 0.0))
+    rows.append(row)
+  return rows
+
+
+def format_table(rows: list[dict]) -> str:
+  header = ("| variant | params | model GFLOP/step (×dense) | XLA GFLOP/step "
+            "| train step s (×dense) | CPU s/step (×dense) | time÷FLOP ratio: wall, CPU "
+            "| forward s (×dense) | decode tok/s (×dense time) | train tok/s "
+            "| % of peak | XLA step MB |")
+  lines = [header, "|" + "---|" * (header.count("|") - 1)]
+  for r in rows:
+    xla = r["xla_flops_per_step"]
+    memory = r.get("step_memory_bytes")
+    lines.append(
+        f"| {r['variant']} | {r['params'] / 1e6:.1f}M "
+        f"| {r['model_flops_per_step'] / 1e9:.1f} ({r['model_flops_ratio']:.3f}×) "
+        f"| {'-' if xla is None else f'{xla / 1e9:.1f}'} "
+        f"| {r['step_seconds']:.3f} ({r['step_ratio']:.3f}×) "
+        f"| {r['step_cpu_seconds']:.2f} ({r['step_cpu_ratio']:.3f}×) "
+        f"| {r['time_over_flops_ratio']:.3f}, {r['cpu_time_over_flops_ratio']:.3f} "
+        f"| {r['forward_seconds']:.3f} ({r['forward_ratio']:.3f}×) "
+        f"| {r['decode_tokens_per_second']:.1f} ({r['decode_ratio']:.3f}×) "
+        f"| {r['train_tokens_per_second']:.0f} "
+        f"| {100 * r['fraction_of_peak']:.1f}% "
+        f"| {'-' if memory is None else f'{memory / 2**20:.0f}'} |")
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the run
+
+def run(settings: BenchSettings, log=print) -> dict:
+  """Measures every size; returns (and logs) the tables and all numbers."""
+  skip_peer = hf_peer.missing_requirement() if settings.peer == "hf" else None
+  if skip_peer:
+    log(skip_peer)
+  mesh = partitioning.make_mesh()
+  results = {"settings": dataclasses.asdict(settings), "environment": _environment(),
+             "sizes": {}}
+  load_before = os.getloadavg()
+  for size in settings.sizes:
+    log(f"[{size}] compiling {len(settings.variants)} variants "
+        f"(batch {settings.batch}, lengths {settings.inputs_length}/"
+        f"{settings.targets_length})")
+    subjects = []
+    for variant in settings.variants:
+      start = time.perf_counter()
+      subjects.append(make_subject(config_for(size, variant), settings, mesh))
+      log(f"  {variant}: ready in {time.perf_counter() - start:.0f} s")
+    peer = None
+    if settings.peer == "hf" and not skip_peer:
+      dense_cfg = config_for(size, "dense")
+      batch = random_batch(dense_cfg, settings)
+      start = time.perf_counter()
+      peer = hf_peer.PeerProcess(dense_cfg, batch["encoder_input_tokens"],
+                                 batch["decoder_target_tokens"], settings.decode_tokens,
+                                 settings.seed)
+      subjects.append(Subject(
+          name=peer.name, num_params=peer.num_params, model_flops=subjects[0].model_flops,
+          work={kind: functools.partial(peer.run, kind) for kind in hf_peer.KINDS}))
+      log(f"  {peer.name}: ready in {time.perf_counter() - start:.0f} s "
+          f"(a child process: {peer.versions})")
+    peak = matmul_peak()
+    peak_times = measure(subjects, peak, settings, log)
+    peak_flops = 2 * PEAK_MATMUL_SIZE ** 3 / float(np.median(peak_times))
+    if peer:
+      peer.close()
+    rows = summarize(subjects, peak_flops, settings)
+    results["sizes"][size] = {"peak_flops": peak_flops, "rows": rows,
+                              "peer": peer.versions if peer else None}
+    log("")
+    log(_size_report(size, rows, peak_flops, settings, peer))
+    log("")
+    del subjects
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+  results["process_max_rss_bytes"] = rss
+  results["load_average"] = {"before": load_before, "after": os.getloadavg()}
+  log(f"process max RSS {rss / 2**30:.2f} GiB; load average (1, 5, 15 min) "
+      f"{_load(load_before)} before, {_load(os.getloadavg())} after; "
+      f"{results['environment']['summary']}")
+  if settings.json_path:
+    with open(settings.json_path, "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=1)
+    log(f"wrote {settings.json_path}")
+  return results
+
+
+def _load(values) -> str:
+  return "/".join(f"{v:.1f}" for v in values)
+
+
+def _environment() -> dict:
+  devices = jax.devices()
+  tuning = "; ".join(cpu_tuning.applied) or "none"
+  summary = (f"jax {jax.__version__} on {len(devices)} {devices[0].platform} "
+             f"device(s), {os.cpu_count()} CPUs ({platform.machine()}), float32; "
+             f"CPU tuning (altup_t5/bench/cpu_tuning.py): {tuning}")
+  return {"summary": summary, "jax": jax.__version__, "platform": devices[0].platform,
+          "devices": len(devices), "cpus": os.cpu_count(), "cpu_tuning": tuning}
+
+
+def _size_report(size: str, rows: list[dict], peak_flops: float,
+                 settings: BenchSettings, peer) -> str:
+  dense = rows[0]
+  lines = [
+      f"## {size}: batch {settings.batch}, lengths {settings.inputs_length}/"
+      f"{settings.targets_length}, medians of {settings.steps} interleaved rounds",
+      "",
+      format_table(rows),
+      "",
+      f"(×dense) = time ratio to dense in this run (> 1 is slower); time÷FLOP ratio = "
+      f"train-step time ratio (wall, then process CPU) / model-FLOP ratio (1.000 = no "
+      f"overhead beyond arithmetic). CPU seconds hardly move when other jobs share the "
+      f"cores; wall seconds do. Decoding: batch 1, {settings.decode_tokens} new tokens, "
+      f"greedy, KV cache; train tok/s counts inputs + targets.",
+      f"float32 matmul peak ({PEAK_MATMUL_SIZE}³, median of "
+      f"{PEAK_REPEATS * settings.steps}): {peak_flops / 1e9:.1f} GFLOP/s; dense "
+      f"train step: {dense['model_flops_per_second'] / 1e9:.1f} GFLOP/s = "
+      f"{100 * dense['fraction_of_peak']:.1f}% of it.",
+  ]
+  if peer:
+    hf = rows[-1]
+    lines.append(
+        f"HF peer ({peer.versions}; Adafactor from transformers): our dense train "
+        f"step {dense['train_tokens_per_second'] / hf['train_tokens_per_second']:.2f}× "
+        f"its tokens/s; our greedy decoding "
+        f"{dense['decode_tokens_per_second'] / hf['decode_tokens_per_second']:.2f}× "
+        f"its `generate` tokens/s.")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  settings = parse_args(sys.argv[1:] if argv is None else argv)
+  run(settings, log=lambda line: print(line, flush=True))
+
