@@ -1,7 +1,11 @@
 """T5.1.1 encoder-decoder with every variant the paper compares.
 
 One set of modules builds all of them; `T5Config.variant` decides:
-- dense / wide: T5.1.1 exactly as t5x's `examples/t5/network.py` (wide is just bigger);
+- dense / wide: T5.1.1 as t5x's `examples/t5/network.py` (wide is just bigger): the same
+  function in float32 (t5x checkpoints give our logits to ~2e-6). With bfloat16
+  activations our default `float32_attention_logits=True` computes the attention softmax
+  in float32 where t5x's default does not (logits ~1e-2 apart on `tiny`); set it False,
+  as gin/t5x/ does, for t5x's numbers exactly;
 - moe: the MLP of every `moe_layer_interval`-th layer is a sparse `MoeMlp`;
 - altup: the representation is `[batch, length, K, d]`, from a `[vocab, K, d]` table,
   normalised over K*d and projected K*d -> vocab at the output;
