@@ -1,6 +1,6 @@
 """A study's report: the paper's table, cost and speedup tables and CSV files
 (`write_report`), and a docs/REPRODUCTION.md skeleton (`write_reproduction_doc`).
-The plots they link to are drawn by `altup_t5.plots`."""
+The plots they link to are drawn by `altup_t5.studies.plots`."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ r"""Run a study side by side and report it: the paper's table, cost, speedup, pl
   python -m altup_t5.compare configs/cpu_small.toml --out /tmp/cpu_small \
       --report_only --doc docs/REPRODUCTION.md
 
-Each run of the study (sizes x variants, see `altup_t5.studies`) trains in its own
+Each run of the study (sizes x variants, see `altup_t5.studies.study`) trains in its own
 `python -m altup_t5.train` process with MODEL_DIR = OUT/<size>_<variant>, so a crash
 is contained: it is recorded (exit code and the error's last line) and the other runs
 go on. Rerunning the same command continues an interrupted study: finished runs are
