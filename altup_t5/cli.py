@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import inspect
 import logging
 import os
 import sys
+import tokenize
 from typing import Callable, Sequence
 
 import gin
 
 from altup_t5 import legacy_names, resources
-from altup_t5.errors import UsageError  # re-exported: entry points catch it here
+from altup_t5.errors import SettingError, UsageError  # re-exported: entry points catch them here
 
 PROJECT_GIN_DIR = resources.gin_dir()
+# Set to 1 to allow command-line bindings that the configuration never uses (on
+# purpose: a macro kept for a gin file that is not included this time). Inherited by
+# the runs that `compare` starts.
+ALLOW_UNUSED_ENV = "ALTUP_T5_GIN_ALLOW_UNUSED"
 
 
 def _binding(flag: str) -> str:
@@ -51,9 +57,16 @@ def _is_gin_value(value: str) -> bool:
     return False
 
 
+class _OneLineParser(argparse.ArgumentParser):
+  """argparse, but a bad flag is one line (no usage block; --help still shows it)."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_flags(argv: Sequence[str], prog: str) -> tuple[list[str], list[str], list[str]]:
   """-> (gin files, search paths, bindings). Exits 2 on a bad flag (argparse)."""
-  parser = argparse.ArgumentParser(
+  parser = _OneLineParser(
       prog=prog, description="Run with t5x-style gin configuration.",
       epilog="Example: --gin_file=experiments/quickstart.gin --gin.MODEL_DIR=/tmp/run")
   parser.add_argument("--gin_file", action="append", default=[],
@@ -92,11 +105,75 @@ def parse_gin(files: Sequence[str], search_paths: Sequence[str],
   # gin logs every search path it tries before the one that has the file.
   logging.disable(logging.ERROR)
   try:
-    gin.parse_config_files_and_bindings(list(files), list(bindings))
-  except (ValueError, SyntaxError, KeyError, TypeError, IOError) as error:
+    # The files first, so that what the command line adds can be told apart.
+    gin.parse_config_files_and_bindings(list(files), None, finalize_config=False)
+    from_files = set(gin.config._CONFIG)  # pylint: disable=protected-access
+    gin.parse_config_files_and_bindings(None, list(bindings))
+  except (ValueError, SyntaxError, KeyError, TypeError, IOError,
+          tokenize.TokenError) as error:
     raise UsageError(_gin_message(error)) from None
   finally:
     logging.disable(logging.NOTSET)
+  if os.environ.get(ALLOW_UNUSED_ENV, "") not in ("1", "true", "yes"):
+    check_bindings_used(bindings, from_files)
+
+
+# --------------------------------------------------------------------- unused bindings
+def _references(value, found: list) -> list:
+  """Every `@configurable` and `%MACRO` reference inside a bound value."""
+  if isinstance(value, gin.config.ConfigurableReference):
+    found.append(value)
+  elif isinstance(value, (list, tuple, set)):
+    for item in value:
+      _references(item, found)
+  elif isinstance(value, dict):
+    for item in value.values():
+      _references(item, found)
+  return found
+
+
+def check_bindings_used(bindings: Sequence[str], from_files: set) -> None:
+  """Each `NAME = value` binding given on the command line (or by a study) must be
+  used: a macro referenced as `%NAME` somewhere, a parameter of a configurable that
+  the configuration calls (referenced as `@...`, or configured by the files, like
+  the entry point). A misspelt name otherwise binds nothing, silently."""
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  refs = [r for params in config.values() for v in params.values()
+          for r in _references(v, [])]
+  macros = {r.scopes[-1] if r.scopes else r.scoped_selector.split("/")[0]
+            for r in refs if r.selector == "gin.macro"}
+  # Macros referenced by a macro nobody uses (`MODEL = @...`) still count: the
+  # point is misspellings, and a referenced name is spelt as the files spell it.
+  called = {r.config_key[1] for r in refs if r.selector != "gin.macro"}
+  scopes = ({s for r in refs if r.selector != "gin.macro" for s in r.scopes}
+            | {k[0] for k in from_files if k[1] != "gin.macro"})
+  configured = {k[1] for k in from_files}
+  for binding in bindings:
+    name = binding.split("=", 1)[0].strip()
+    scope, _, selector = name.rpartition("/")
+    if "." not in selector:  # a macro
+      if name not in macros:
+        _unused(name, sorted(macros))
+      continue
+    configurable_name = selector.rpartition(".")[0]
+    match = gin.config._REGISTRY.get_match(configurable_name)  # pylint: disable=protected-access
+    if match is None:
+      continue  # gin has already refused unknown configurables
+    full = match.selector
+    used = (full in called or full in configured) and (not scope or scope in scopes)
+    if not used:
+      short = {k[1].rsplit(".", 1)[-1] for k in from_files if k[1] != "gin.macro"}
+      short |= {c.rsplit(".", 1)[-1] for c in called}
+      _unused(name, sorted(short), what=configurable_name.rsplit(".", 1)[-1])
+
+
+def _unused(name: str, used: Sequence[str], what: str | None = None) -> None:
+  close = difflib.get_close_matches(what or name, used, n=3, cutoff=0.6)
+  hint = (f"; did you mean {' or '.join(f'`{c}`' for c in close)}?" if close else
+          f"; nothing used is close to it")
+  kind = "is bound but never used" if what is None else (
+      f"binds a parameter of `{what}`, which this configuration never calls")
+  raise UsageError(f"`{name}` {kind}{hint} (set {ALLOW_UNUSED_ENV}=1 to allow it)")
 
 
 def _gin_message(error: Exception) -> str:
@@ -104,7 +181,8 @@ def _gin_message(error: Exception) -> str:
   if "set to `%gin.REQUIRED` but not subsequently overridden" in text:
     macro = text.split("/")[0]
     return f"required gin macro {macro} is not set: pass --gin.{macro}=..."
-  return f"gin configuration error: {text}"
+  text = text.split(" in config string:")[0]  # gin appends the whole configuration
+  return f"gin configuration error: {text[:300]}"
 
 
 def _configured(fn: Callable) -> Callable:
@@ -145,7 +223,7 @@ def run(fn: Callable, argv: Sequence[str] | None = None, prog: str = "") -> obje
     _choose_vocabulary()
     configured = _configured(fn)
     return configured()
-  except UsageError as error:
+  except UsageError as error:  # SettingError too, however gin wrapped it
     print(f"{prog}: error: {_first_line(error)}", file=sys.stderr)
     sys.exit(2)
   except FloatingPointError as error:  # a diverged run: say where, keep the checkpoints

@@ -11,6 +11,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from altup_t5 import errors
 from altup_t5.training import input_pipeline
 from altup_t5.training import seq2seq
 from altup_t5.training.input_pipeline import DataSettings
@@ -30,8 +31,14 @@ class EvalSettings:
   decode: DecodeSettings = DecodeSettings()
 
   def __post_init__(self):
-    if self.period < 1:
-      raise ValueError(f"eval period={self.period} must be >= 1")
+    errors.check_int("eval period", self.period, minimum=1)
+    errors.check_type("eval data", self.data, (DataSettings, type(None)),
+                      "@input_pipeline.DataSettings() or None")
+    errors.check_int("eval steps", self.steps, minimum=1, allow_none=True)
+    errors.check_type("infer", self.infer, bool, "True or False")
+    errors.check_int("infer_examples", self.infer_examples, minimum=1, allow_none=True)
+    errors.check_type("decode", self.decode, DecodeSettings,
+                      "@evaluation.DecodeSettings()")
 
 
 def teacher_forced(predictor: Predictor, params, settings: DataSettings,

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from altup_t5 import errors
 from altup_t5.inference import decoding
 from altup_t5.training import input_pipeline
 from altup_t5.training import seq2seq
@@ -38,10 +39,12 @@ class DecodeSettings:
 
   def __post_init__(self):
     if self.method not in decoding.METHODS:
-      raise ValueError(f"decode method={self.method!r} is not one of "
-                       f"{', '.join(map(repr, decoding.METHODS))}")
-    if self.beam_size < 1:
-      raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+      raise errors.SettingError(f"decode method={self.method!r} is not one of "
+                                f"{', '.join(map(repr, decoding.METHODS))}")
+    errors.check_int("beam_size", self.beam_size, minimum=1)
+    errors.check_number("alpha", self.alpha, minimum=0)
+    errors.check_number("temperature", self.temperature, minimum=0)
+    errors.check_int("decode seed", self.seed)
 
 
 class Predictor:

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from altup_t5.training import checkpoints as checkpoints_lib
+from altup_t5 import errors
 from altup_t5.errors import UsageError
 from altup_t5.inference import evaluation
 from altup_t5.inference import predictor as predictor_lib
@@ -49,12 +50,14 @@ class RunSettings:
   log_period: int = 10  # steps between training summaries
 
   def __post_init__(self):
+    errors.check_type("MODEL_DIR", self.model_dir, str, "a directory path (a string)")
     if not self.model_dir:
       raise UsageError("MODEL_DIR is empty: pass --gin.MODEL_DIR=/path/to/run")
-    if self.total_steps < 1:
-      raise UsageError(f"TRAIN_STEPS={self.total_steps} must be >= 1")
-    if self.log_period < 1:
-      raise UsageError(f"log_period={self.log_period} must be >= 1")
+    errors.check_int("TRAIN_STEPS", self.total_steps, minimum=1)
+    errors.check_int("RANDOM_SEED", self.random_seed)
+    errors.check_type("INITIAL_CHECKPOINT_PATH", self.initial_checkpoint_path,
+                      (str, type(None)), "a checkpoint path (a string) or None")
+    errors.check_int("LOG_PERIOD", self.log_period, minimum=1)
 
 
 class _Stop:

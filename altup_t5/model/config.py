@@ -12,6 +12,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from altup_t5.errors import SettingError, check_int, check_number
+
 
 class Variant(str, enum.Enum):
   """The networks the paper compares."""
@@ -45,7 +47,7 @@ def _enum_value(enum_cls, value, field):
     return enum_cls(value)
   except ValueError:
     allowed = ", ".join(repr(m.value) for m in enum_cls)
-    raise ValueError(f"{field}={value!r} is not one of {allowed}") from None
+    raise SettingError(f"{field}={value!r} is not one of {allowed}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,36 +121,45 @@ class T5Config:
     try:
       jnp.dtype(self.dtype)
     except TypeError:
-      raise ValueError(
+      raise SettingError(
           f"dtype={self.dtype!r} is not a dtype; use 'float32' or 'bfloat16'") from None
+    for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim",
+                 "num_encoder_layers", "num_decoder_layers", "relpos_num_buckets",
+                 "relpos_max_distance", "altup_k", "width_factor", "num_experts",
+                 "expert_mlp_dim", "moe_layer_interval", "num_selected_experts",
+                 "moe_min_capacity", "moe_group_size"):
+      check_int(name, getattr(self, name))  # types here; ranges below, as they apply
     for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim",
                  "num_encoder_layers", "num_decoder_layers"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
+        raise SettingError(f"{name}={getattr(self, name)} must be a positive integer")
+    check_number("dropout_rate", self.dropout_rate)
+    check_number("train_capacity_factor", self.train_capacity_factor)
+    check_number("eval_capacity_factor", self.eval_capacity_factor)
     if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"dropout_rate={self.dropout_rate} must be in [0, 1)")
+      raise SettingError(f"dropout_rate={self.dropout_rate} must be in [0, 1)")
     if self.width_factor < 1:
-      raise ValueError(f"width_factor={self.width_factor} must be a positive integer")
+      raise SettingError(f"width_factor={self.width_factor} must be a positive integer")
     if self.uses_altup and self.altup_k < 2:
-      raise ValueError(
+      raise SettingError(
           f"altup_k={self.altup_k} must be >= 2 for variant {self.variant.value!r} "
           "(AltUp needs at least two blocks)")
     if self.uses_moe:
       if self.num_experts < 1:
-        raise ValueError(f"num_experts={self.num_experts} must be >= 1")
+        raise SettingError(f"num_experts={self.num_experts} must be >= 1")
       if not 1 <= self.num_selected_experts <= self.num_experts:
-        raise ValueError(
+        raise SettingError(
             f"num_selected_experts={self.num_selected_experts} must be between 1 and "
             f"num_experts={self.num_experts}")
       if self.moe_layer_interval < 1:
-        raise ValueError(f"moe_layer_interval={self.moe_layer_interval} must be >= 1")
+        raise SettingError(f"moe_layer_interval={self.moe_layer_interval} must be >= 1")
       for name in ("train_capacity_factor", "eval_capacity_factor"):
         if getattr(self, name) <= 0:
-          raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+          raise SettingError(f"{name}={getattr(self, name)} must be > 0")
       if self.moe_group_size < 1:
-        raise ValueError(f"moe_group_size={self.moe_group_size} must be >= 1")
+        raise SettingError(f"moe_group_size={self.moe_group_size} must be >= 1")
       if self.moe_min_capacity < 1:
-        raise ValueError(f"moe_min_capacity={self.moe_min_capacity} must be >= 1")
+        raise SettingError(f"moe_min_capacity={self.moe_min_capacity} must be >= 1")
 
   def replace(self, **changes) -> "T5Config":
     return dataclasses.replace(self, **changes)
@@ -224,24 +235,24 @@ def config_for(size: str, variant: str = "dense", *, attention_dim: int | None =
   width (num_heads is derived from it unless given, and must agree if given). The
   `wide` variant multiplies d, heads and mlp by `altup_k` (after the overrides).
   """
-  if size not in SIZES:
-    raise ValueError(f"size={size!r} is not one of {', '.join(map(repr, SIZES))}")
+  if not isinstance(size, str) or size not in SIZES:
+    raise SettingError(f"size={size!r} is not one of {', '.join(map(repr, SIZES))}")
   variant = _enum_value(Variant, variant, "variant")
   fields = {f.name for f in dataclasses.fields(T5Config)}
   unknown = sorted(set(overrides) - fields)
   if unknown:
-    raise ValueError(f"unknown T5Config field(s) {unknown}; fields are {sorted(fields)}")
+    raise SettingError(f"unknown T5Config field(s) {unknown}; fields are {sorted(fields)}")
   values = {**SIZES[size], **overrides, "variant": variant}
   if attention_dim is not None:
     head_dim = values["head_dim"]
     if "num_heads" in overrides:
       if overrides["num_heads"] * head_dim != attention_dim:
-        raise ValueError(
+        raise SettingError(
             f"num_heads={overrides['num_heads']} x head_dim={head_dim} = "
             f"{overrides['num_heads'] * head_dim} does not match "
             f"attention_dim={attention_dim}")
     elif attention_dim % head_dim:
-      raise ValueError(
+      raise SettingError(
           f"attention_dim={attention_dim} is not a multiple of head_dim={head_dim}; "
           "allowed: multiples of head_dim")
     else:
@@ -249,7 +260,7 @@ def config_for(size: str, variant: str = "dense", *, attention_dim: int | None =
   if variant == Variant.WIDE:
     factor = values.get("width_factor", 2)
     if not isinstance(factor, int) or factor < 2:
-      raise ValueError(f"width_factor={factor!r} must be an integer >= 2 for variant "
+      raise SettingError(f"width_factor={factor!r} must be an integer >= 2 for variant "
                        "'wide'")
     for name in ("emb_dim", "num_heads", "mlp_dim"):
       values[name] *= factor

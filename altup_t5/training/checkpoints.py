@@ -21,6 +21,8 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from etils import epath
 
+from altup_t5 import errors
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +32,12 @@ class CheckpointSettings:
   async_save: bool = True  # write while training continues
 
   def __post_init__(self):
-    if self.period < 1:
-      raise ValueError(f"checkpoint period={self.period} must be >= 1")
+    errors.check_int("checkpoint period", self.period, minimum=1)
+    # One older checkpoint must remain to fall back on if the newest is corrupt.
+    errors.check_int("checkpoint keep", self.keep, allow_none=True)
     if self.keep is not None and self.keep < 2:
-      # One older checkpoint must remain to fall back on if the newest is corrupt.
-      raise ValueError(f"checkpoint keep={self.keep} must be >= 2 or None")
+      raise errors.SettingError(f"checkpoint keep={self.keep} must be >= 2 or None")
+    errors.check_type("async_save", self.async_save, bool, "True or False")
 
 
 # ---- the dataset item: each host's position in its input pipeline ----

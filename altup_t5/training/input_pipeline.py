@@ -17,6 +17,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from altup_t5 import errors
 from altup_t5.training import partitioning
 
 
@@ -35,12 +36,22 @@ class DataSettings:
   pack: bool = True  # several examples per row (seqio's packing), as T5 trains
 
   def __post_init__(self):
-    if self.batch_size < 1:
-      raise ValueError(f"batch_size={self.batch_size} must be >= 1")
-    missing = {"inputs", "targets"} - set(self.task_feature_lengths)
+    errors.check_type("mixture_or_task_name", self.mixture_or_task_name, str,
+                      "a task or mixture name (a string)")
+    errors.check_type("split", self.split, str, "a split name (a string)")
+    errors.check_int("batch_size", self.batch_size, minimum=1)
+    errors.check_int("seed", self.seed)
+    for name in ("shuffle", "use_cached", "pack"):
+      errors.check_type(name, getattr(self, name), bool, "True or False")
+    lengths = self.task_feature_lengths
+    errors.check_type("task_feature_lengths", lengths, Mapping,
+                      "a dict of feature lengths, e.g. {'inputs': 512, 'targets': 114}")
+    missing = {"inputs", "targets"} - set(lengths)
     if missing:
-      raise ValueError(f"task_feature_lengths={dict(self.task_feature_lengths)} needs "
-                       f"lengths for {sorted(missing)}")
+      raise errors.SettingError(f"task_feature_lengths={dict(lengths)} needs "
+                                f"lengths for {sorted(missing)}")
+    for feature, length in lengths.items():
+      errors.check_int(f"task_feature_lengths[{feature!r}]", length, minimum=1)
 
 
 def local_batch_size(settings: DataSettings) -> int:

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from altup_t5 import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
@@ -25,10 +27,16 @@ class OptimizerSettings:
   min_dim_size_to_factor: int = 128
 
   def __post_init__(self):
-    if self.schedule not in ("rsqrt", "constant"):
-      raise ValueError(f"schedule={self.schedule!r} is not one of 'rsqrt', 'constant'")
-    if self.base_learning_rate <= 0:
-      raise ValueError(f"base_learning_rate={self.base_learning_rate} must be > 0")
+    errors.check_choice("schedule", self.schedule, ("rsqrt", "constant"))
+    errors.check_number("base_learning_rate", self.base_learning_rate, minimum=0,
+                        exclusive_minimum=True)
+    errors.check_int("warmup_steps", self.warmup_steps, minimum=0)
+    errors.check_number("decay_rate", self.decay_rate, minimum=0)
+    errors.check_number("clipping_threshold", self.clipping_threshold, minimum=0,
+                        exclusive_minimum=True)
+    for name in ("multiply_by_parameter_scale", "factored"):
+      errors.check_type(name, getattr(self, name), bool, "True or False")
+    errors.check_int("min_dim_size_to_factor", self.min_dim_size_to_factor, minimum=0)
 
   def learning_rate(self) -> optax.Schedule:
     base, warmup = self.base_learning_rate, max(self.warmup_steps, 1)

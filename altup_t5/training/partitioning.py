@@ -18,6 +18,8 @@ import numpy as np
 from flax.linen import partitioning as nn_partitioning
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from altup_t5 import errors
+
 MESH_AXES = ("data", "expert", "model")
 
 
@@ -28,6 +30,13 @@ class MeshSettings:
   data: int = -1
   model: int = 1
   expert: int = 1
+
+  def __post_init__(self):
+    errors.check_int("mesh data", self.data, minimum=-1)
+    if self.data == 0:
+      raise errors.SettingError("mesh data=0 must be >= 1, or -1 for the remaining devices")
+    errors.check_int("mesh model", self.model, minimum=1)
+    errors.check_int("mesh expert", self.expert, minimum=1)
 
   def make(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
     return make_mesh(self.data, self.model, self.expert, devices)
