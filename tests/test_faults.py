@@ -2,14 +2,17 @@
 status 2 before any work; every fault is survived with nothing lost. Each test's
 name says the try; README's "Behaviour worth knowing" lists what the suite proves."""
 
+import json
 import os
+import signal
 import subprocess
-import sys
+import time
 
 import pytest
 
 import toy_tasks  # pylint: disable=unused-import  (registers toy_reverse)
-from test_train import ENV, RUNNER, TOY_GIN, command, run_in_process, saved_steps
+from test_train import (ENV, TOY_GIN, command, final_params, finalized, run_in_process,
+                        saved_steps, tree_bytes)
 from altup_t5 import cli
 from altup_t5 import errors
 from altup_t5.jobs import train as train_lib
@@ -119,3 +122,136 @@ def test_validation_errors_are_setting_errors_and_library_value_errors_are_not()
   with pytest.raises(errors.SettingError, match="size='huge' is not one of"):
     config.config_for("huge")
   assert issubclass(errors.SettingError, ValueError)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def _watch_for_a_checkpoint_being_written(directory, proc, deadline):
+  """Poll until orbax's temporary step directory appears (a save in progress)."""
+  while proc.poll() is None and time.time() < deadline:
+    if os.path.isdir(directory) and any("tmp" in n for n in os.listdir(directory)):
+      return True
+    time.sleep(0.005)
+  return False
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_checkpoint_is_written_then_the_rerun_is_bitwise_equal(tmp_path):
+  flags = ("--gin.TRAIN_STEPS=12", "--gin.CHECKPOINT_PERIOD=2")
+  straight = tmp_path / "straight"
+  subprocess.run(command(straight, *flags), env=ENV, check=True, capture_output=True)
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(command(killed, *flags), env=ENV, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  seen = _watch_for_a_checkpoint_being_written(killed / "checkpoints", proc,
+                                               time.time() + 300)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert seen, "no temporary checkpoint directory was seen before the run ended"
+  assert not finalized(killed, 12)
+  restart = subprocess.run(command(killed, *flags), env=ENV, capture_output=True,
+                           text=True)
+  assert restart.returncode == 0, restart.stderr[-2000:]
+  step_a, params_a = final_params(straight)
+  step_b, params_b = final_params(killed)
+  assert step_a == step_b == 12
+  assert tree_bytes(params_a) == tree_bytes(params_b)
+
+
+def test_garbled_checkpoint_metadata_falls_back_with_one_warning(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=4")
+  metadata = [p for p in (model_dir / "checkpoints" / "4").rglob("*METADATA*")
+              if p.is_file()]
+  assert metadata
+  for path in metadata:
+    path.write_bytes(b"\x00garbage{not json")
+  capsys.readouterr()
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=6")
+  text = "".join(capsys.readouterr())
+  warnings = [l for l in text.splitlines() if l.startswith("WARNING: checkpoint")]
+  assert len(warnings) == 1 and "checkpoint 4" in warnings[0] and "unreadable" in warnings[0]
+  assert "resumed from step 2" in text
+  assert saved_steps(model_dir / "checkpoints")[-1] == 6
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+  mount_point = tmp_path / "tmpfs"
+  mount_point.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs",
+                     str(mount_point)], capture_output=True).returncode != 0:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  yield mount_point
+  subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.slow
+def test_read_only_model_dir_is_one_line_and_the_last_checkpoint_still_restores(
+    tmpfs, capsys):
+  model_dir = tmpfs / "run"
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=2")
+  subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+  result = subprocess.run(command(model_dir, "--gin.TRAIN_STEPS=4"), env=ENV,
+                          capture_output=True, text=True)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert "Read-only file system" in last or "read-only" in last.lower(), result.stderr[-3000:]
+  subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+  assert saved_steps(model_dir / "checkpoints") == [2]
+  capsys.readouterr()
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=4")
+  assert "resumed from step 2" in "".join(capsys.readouterr())
+
+
+# ------------------------------------------------------------------ eval and infer
+
+@pytest.fixture(scope="module")
+def short_checkpoint(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("short")
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=2")
+  return model_dir / "checkpoints"
+
+
+INFER_FLAGS = [f"--gin_file={TOY_GIN.replace('toy_pretrain', 'toy_model')}",
+               "--gin_file=runs/infer.gin", "--gin.MIXTURE_OR_TASK_NAME='toy_reverse'",
+               "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
+               "--gin.VOCABULARY='byte'", "--gin.BATCH_SIZE=8"]
+
+
+def _infer(checkpoint, output, *flags):
+  from altup_t5.jobs import infer as infer_lib  # pylint: disable=g-import-not-at-top
+  return cli.run(infer_lib.infer, [*INFER_FLAGS, f"--gin.CHECKPOINT_PATH={checkpoint}",
+                                   f"--gin.INFER_OUTPUT={output}", *flags], prog="infer")
+
+
+def test_infer_on_an_empty_text_file_is_one_line(short_checkpoint, tmp_path, capsys):
+  text = tmp_path / "empty.txt"
+  text.write_bytes(b"")
+  err = one_line_exit_2(capsys, lambda: _infer(short_checkpoint, tmp_path / "o.jsonl",
+                                               f"--gin.INFER_TEXT_FILE={text}"))
+  assert "has no usable line" in err and "'read': 0" in err
+
+
+def test_infer_counts_blank_non_utf8_and_a_100000_character_line_in_its_summary(
+    short_checkpoint, tmp_path):
+  text = tmp_path / "inputs.txt"
+  text.write_bytes(b"reverse: oak\n\n  \n\xff\xfe bad\n" + b"x" * 100_000 + b"\n")
+  output = tmp_path / "out.jsonl"
+  assert _infer(short_checkpoint, output, f"--gin.INFER_TEXT_FILE={text}") == 2
+  summary = json.load(open(f"{output}.summary.json"))
+  assert summary["lines"] == {"read": 5, "empty": 2, "not_utf8": 1, "truncated": 1}
+  assert summary["used"] == 2 and summary["max_input_tokens"] == 64
+  records = [json.loads(l) for l in open(output)]
+  assert len(records) == 2 and len(records[1]["input"]) == 100_000
+
+
+@pytest.mark.parametrize("flag, names", [
+    ("--gin.config_for.emb_dim=32", "emb_dim=64, but this configuration builds emb_dim=32"),
+    ("--gin.config_for.variant='altup'", "variant='dense'"),
+])
+def test_eval_and_infer_on_a_checkpoint_of_another_network_name_both(
+    short_checkpoint, tmp_path, capsys, flag, names):
+  err = one_line_exit_2(capsys, lambda: _infer(short_checkpoint, tmp_path / "o.jsonl",
+                                               flag))
+  assert "holds a network with" in err and names.split(",")[0] in err, err

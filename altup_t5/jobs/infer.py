@@ -77,6 +77,7 @@ def infer(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSettin
   lengths = data.task_feature_lengths
 
   # ---- inputs: [(input text, target text or None, token ids)] ----
+  counts = None
   if text_file is not None:
     texts, ids, counts = read_text_inputs(text_file, in_vocab, lengths["inputs"])
     if not ids:
@@ -115,6 +116,10 @@ def infer(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSettin
       if target is not None:
         record["target"] = target
       out.write(json.dumps(record, ensure_ascii=False) + "\n")
+  if counts is not None:  # what happened to each line, beside the predictions
+    with open(f"{output_path}.summary.json", "w", encoding="utf-8") as out:
+      json.dump({"text_file": text_file, "lines": counts, "used": len(examples),
+                 "max_input_tokens": lengths["inputs"]}, out, indent=2)
   print(f"wrote {len(examples)} predictions to {output_path}")
   return len(examples)
 
