@@ -229,6 +229,21 @@ def run(fn: Callable, argv: Sequence[str] | None = None, prog: str = "") -> obje
   except FloatingPointError as error:  # a diverged run: say where, keep the checkpoints
     print(f"{prog}: stopped: {_first_line(error)}", file=sys.stderr)
     sys.exit(1)
+  except Exception as error:  # pylint: disable=broad-except
+    # A read-only or full disk (an OSError, or TensorFlow's own error types when its
+    # file writers hit it): one line; the checkpoints already saved stay readable.
+    if not _is_disk_error(error):
+      raise
+    print(f"{prog}: stopped: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _is_disk_error(error: Exception) -> bool:
+  if isinstance(error, OSError):
+    return True
+  text = str(error)
+  return type(error).__module__.startswith("tensorflow") and (
+      "Read-only file system" in text or "No space left on device" in text)
 
 
 def _first_line(error: Exception) -> str:

@@ -255,3 +255,29 @@ def test_eval_and_infer_on_a_checkpoint_of_another_network_name_both(
   err = one_line_exit_2(capsys, lambda: _infer(short_checkpoint, tmp_path / "o.jsonl",
                                                flag))
   assert "holds a network with" in err and names.split(",")[0] in err, err
+
+
+@pytest.mark.slow
+def test_a_full_filesystem_during_a_checkpoint_write_is_one_line_and_loses_nothing(
+    tmpfs, capsys):
+  model_dir = tmpfs / "run"
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=2")
+  # Fill the disk but for a little room: the logs of two steps fit, a checkpoint not.
+  stat = os.statvfs(tmpfs)
+  filler = tmpfs / "filler"
+  with open(filler, "wb") as f:
+    f.write(b"\0" * (stat.f_bavail * stat.f_frsize - 256 * 1024))
+  result = subprocess.run(command(model_dir, "--gin.TRAIN_STEPS=4"), env=ENV,
+                          capture_output=True, text=True)
+  assert result.returncode != 0
+  # One line of ours says what happened (orbax's writer thread also logs its own
+  # traceback through absl before the error reaches the loop).
+  ours = [l for l in result.stderr.splitlines()
+          if l.startswith("python -m altup_t5.train: stopped: ")]
+  assert len(ours) == 1, result.stderr[-4000:]
+  assert "ResourceExhaustedError" in ours[0] or "No space left" in ours[0], ours[0]
+  filler.unlink()
+  assert saved_steps(model_dir / "checkpoints") == [2]
+  capsys.readouterr()
+  run_in_process(model_dir, "--gin.TRAIN_STEPS=4")
+  assert "resumed from step 2" in "".join(capsys.readouterr())
