@@ -4,6 +4,7 @@ name says the try; README's "Behaviour worth knowing" lists what the suite prove
 
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -13,8 +14,12 @@ import pytest
 import toy_tasks  # pylint: disable=unused-import  (registers toy_reverse)
 from test_train import (ENV, TOY_GIN, command, final_params, finalized, run_in_process,
                         saved_steps, tree_bytes)
+from corpus_fixtures import with_archive
+from test_local_corpus import fake_archive  # pylint: disable=unused-import  (a fixture)
 from altup_t5 import cli
 from altup_t5 import errors
+from altup_t5.data import local_corpus
+from altup_t5.data import vocabularies
 from altup_t5.jobs import train as train_lib
 
 QUICKSTART = "experiments/quickstart.gin"
@@ -135,27 +140,85 @@ def _watch_for_a_checkpoint_being_written(directory, proc, deadline):
   return False
 
 
+KILL_FLAGS = ("--gin.TRAIN_STEPS=12", "--gin.CHECKPOINT_PERIOD=2")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The parameters of the run that nothing interrupts."""
+  model_dir = tmp_path_factory.mktemp("straight")
+  subprocess.run(command(model_dir, *KILL_FLAGS), env=ENV, check=True,
+                 capture_output=True)
+  return final_params(model_dir)
+
+
+def _finish_and_compare(model_dir, uninterrupted):
+  restart = subprocess.run(command(model_dir, *KILL_FLAGS), env=ENV, capture_output=True,
+                           text=True)
+  assert restart.returncode == 0, restart.stderr[-2000:]
+  step, params = final_params(model_dir)
+  assert step == uninterrupted[0] == 12
+  assert tree_bytes(params) == tree_bytes(uninterrupted[1])
+
+
 @pytest.mark.slow
-def test_sigkill_while_a_checkpoint_is_written_then_the_rerun_is_bitwise_equal(tmp_path):
-  flags = ("--gin.TRAIN_STEPS=12", "--gin.CHECKPOINT_PERIOD=2")
-  straight = tmp_path / "straight"
-  subprocess.run(command(straight, *flags), env=ENV, check=True, capture_output=True)
+def test_sigkill_while_a_checkpoint_is_written_then_the_rerun_is_bitwise_equal(
+    tmp_path, uninterrupted):
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(command(killed, *flags), env=ENV, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(command(killed, *KILL_FLAGS), env=ENV,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   seen = _watch_for_a_checkpoint_being_written(killed / "checkpoints", proc,
                                                time.time() + 300)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert seen, "no temporary checkpoint directory was seen before the run ended"
   assert not finalized(killed, 12)
-  restart = subprocess.run(command(killed, *flags), env=ENV, capture_output=True,
-                           text=True)
-  assert restart.returncode == 0, restart.stderr[-2000:]
-  step_a, params_a = final_params(straight)
-  step_b, params_b = final_params(killed)
-  assert step_a == step_b == 12
-  assert tree_bytes(params_a) == tree_bytes(params_b)
+  _finish_and_compare(killed, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_the_rerun_is_bitwise_equal(tmp_path,
+                                                                  uninterrupted):
+  """Three kills at random moments of training (seeded), one run after another on the
+  same MODEL_DIR; with the kill during a checkpoint write (above) and the one right
+  after a checkpoint (test_train), five moments in all."""
+  rng = random.Random(16)
+  killed = tmp_path / "killed"
+  for _ in range(3):
+    proc = subprocess.Popen(command(killed, *KILL_FLAGS), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "metrics.jsonl"
+    lines = metrics.read_text().count("\n") if metrics.exists() else 0
+    deadline = time.time() + 300
+    # Wait for one more logged step (training is under way), then a random while.
+    while proc.poll() is None and time.time() < deadline and not (
+        metrics.exists() and metrics.read_text().count("\n") > lines):
+      time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 1.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  _finish_and_compare(killed, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_0_within_30_seconds(tmp_path):
+  model_dir = tmp_path / "run"
+  proc = subprocess.Popen(command(model_dir, "--gin.TRAIN_STEPS=100000",
+                                  "--gin.CHECKPOINT_PERIOD=100000"),
+                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  metrics = model_dir / "metrics.jsonl"
+  deadline = time.time() + 300
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+    assert proc.poll() is None and time.time() < deadline
+    time.sleep(0.05)
+  sent = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert time.time() - sent < 30
+  assert proc.returncode == 0, out[-2000:]
+  (saved,) = saved_steps(model_dir / "checkpoints")
+  assert f"SIGTERM: saved step {saved}" in out
 
 
 def test_garbled_checkpoint_metadata_falls_back_with_one_warning(tmp_path, capsys):
@@ -281,3 +344,36 @@ def test_a_full_filesystem_during_a_checkpoint_write_is_one_line_and_loses_nothi
   capsys.readouterr()
   run_in_process(model_dir, "--gin.TRAIN_STEPS=4")
   assert "resumed from step 2" in "".join(capsys.readouterr())
+
+
+# ------------------------------------------------------------------ the offline corpus
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
+@pytest.mark.parametrize("name", ["spm.model", "train.jsonl"])
+def test_a_damaged_corpus_cache_is_detected_and_rebuilt(fake_archive, tmp_path, capsys,
+                                                        damage, name):
+  """In a temporary ALTUP_T5_DATA_DIR (never the user's cache): the file is found
+  damaged by the SHA-256 recorded when it was prepared, and rebuilt to the same bytes;
+  the vocabulary it gives is the one it gave before."""
+  data_dir = with_archive(tmp_path / "data", fake_archive)
+  local_corpus.prepare(data_dir)
+  folder = local_corpus.corpus_dir(data_dir)
+  path = os.path.join(folder, name)
+  good = open(path, "rb").read()
+  vocab = vocabularies.local_vocabulary(data_dir)
+  ids = vocab.encode("thou art the king of night")
+  if damage == "delete":
+    os.remove(path)
+  elif damage == "truncate":
+    open(path, "wb").write(good[:len(good) // 2])
+  else:
+    open(path, "wb").write(os.urandom(len(good)))
+  capsys.readouterr()
+  assert local_corpus.read_manifest(data_dir) is None
+  local_corpus.ensure_prepared(data_dir)
+  err = capsys.readouterr().err
+  if damage != "delete":  # a missing file is a plain unfinished preparation
+    assert f"is damaged ({name}: SHA-256 differs" in err
+    assert err.count("WARNING") == 1
+  assert open(path, "rb").read() == good
+  assert vocabularies.local_vocabulary(data_dir).encode("thou art the king of night") == ids

@@ -415,7 +415,36 @@ def read_manifest(data_dir: str | None = None) -> dict | None:
     return None
   if not all(os.path.exists(os.path.join(folder, f)) for f in manifest.get("sha256", {})):
     return None
+  damaged = damaged_files(folder, manifest)
+  if damaged:
+    # A truncated or overwritten file (the vocabulary above all) would silently change
+    # every token id: the corpus counts as not prepared, and the next use rebuilds it.
+    warning = (f"altup_t5: WARNING: the offline corpus in {folder} is damaged "
+               f"({', '.join(damaged)}: SHA-256 differs from {MANIFEST}); it is rebuilt "
+               f"from {ARCHIVE_NAME}")
+    if warning not in _WARNED:
+      _WARNED.add(warning)
+      print(warning, file=sys.stderr, flush=True)
+    return None
   return manifest
+
+
+_VERIFIED: dict[tuple, bool] = {}  # (path, size, mtime) -> matches: hash each once
+_WARNED: set[str] = set()
+
+
+def damaged_files(folder: str, manifest: dict) -> list[str]:
+  """The files of `folder` whose SHA-256 differs from the one the manifest recorded."""
+  damaged = []
+  for name, expected in sorted(manifest.get("sha256", {}).items()):
+    path = os.path.join(folder, name)
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns, expected)
+    if key not in _VERIFIED:
+      _VERIFIED[key] = _sha256(path) == expected
+    if not _VERIFIED[key]:
+      damaged.append(name)
+  return damaged
 
 
 def prepare(data_dir: str | None = None, force: bool = False,
