@@ -377,3 +377,38 @@ def test_a_damaged_corpus_cache_is_detected_and_rebuilt(fake_archive, tmp_path, 
     assert err.count("WARNING") == 1
   assert open(path, "rb").read() == good
   assert vocabularies.local_vocabulary(data_dir).encode("thou art the king of night") == ids
+
+
+# ------------------------------------------------------------------ eval, infer, compare
+
+def test_infer_with_a_misspelt_macro_is_one_line(short_checkpoint, tmp_path, capsys):
+  err = one_line_exit_2(capsys, lambda: _infer(short_checkpoint, tmp_path / "o.jsonl",
+                                               "--gin.INFER_EXAMPLE=3"))
+  assert "`INFER_EXAMPLE` is bound but never used; did you mean `INFER_EXAMPLES`" in err
+  assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_eval_with_a_misspelt_macro_is_one_line(short_checkpoint, tmp_path, capsys):
+  from altup_t5.jobs import evaluate as eval_lib  # pylint: disable=g-import-not-at-top
+  flags = [f if "runs/infer.gin" not in f else "--gin_file=runs/eval.gin"
+           for f in INFER_FLAGS]
+  err = one_line_exit_2(capsys, lambda: cli.run(eval_lib.evaluate, [
+      *flags, f"--gin.CHECKPOINT_PATH={short_checkpoint}",
+      f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'eval'}", "--gin.EVAL_SPLT='train'"],
+      prog="eval"))
+  assert "`EVAL_SPLT` is bound but never used; did you mean `EVAL_SPLIT`" in err
+  assert not (tmp_path / "eval").exists()
+
+
+def test_compare_refuses_a_misspelt_study_binding_before_any_run(tmp_path, capsys):
+  from test_compare import toy_text, write_study  # pylint: disable=g-import-not-at-top
+  from altup_t5.studies import runner  # pylint: disable=g-import-not-at-top
+  path = write_study(tmp_path, toy_text(**{
+      "[gin.by_variant.moe]": "[gin.bindings]\nLOSS_NORMALISING_FACTOR = 'NUM_REAL_"
+                              "TARGET_TOKENS'\n[gin.by_variant.moe]"}))
+  code = runner.main([path, "--out", str(tmp_path / "out")])
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert ("run tiny_dense: `LOSS_NORMALISING_FACTOR` is bound but never used; did you "
+          "mean `LOSS_NORMALIZING_FACTOR`") in line
+  assert not (tmp_path / "out").exists()
