@@ -7,10 +7,9 @@ import subprocess
 import sys
 import textwrap
 
-import gin
 import pytest
 
-from altup_t5 import cli, resources
+from altup_t5 import resources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "altup_t5")
@@ -124,7 +123,21 @@ def test_an_entry_point_applies_the_cpu_tuning_the_library_does_not():
   assert "[]" not in last.split("|")[1]  # something was applied (a CPU-only Linux host)
 
 
+FLAT_LAYOUT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import gin
+    from altup_t5 import cli
+    from altup_t5.training import optimizer
+    cli.parse_gin([sys.argv[1]], [], [])
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    print(json.dumps(dict(
+        variant=model.config.variant.value, emb_dim=model.config.emb_dim,
+        learning_rate=gin.get_bindings(optimizer.OptimizerSettings)["base_learning_rate"])))
+""")
+
+
 def test_flat_layout_gin_names_still_bind(tmp_path):
+  # In its own process: the old names register configurables in gin's global registry.
   old = tmp_path / "old_style.gin"
   old.write_text(textwrap.dedent("""
       from __gin__ import dynamic_registration
@@ -139,13 +152,12 @@ def test_flat_layout_gin_names_still_bind(tmp_path):
       config.config_for.variant = 'recycled_altup'
       trainer.OptimizerSettings.base_learning_rate = 0.5
   """))
-  cli.parse_gin([str(old)], [], [])
-  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-  assert model.config.variant.value == "recycled_altup"
-  assert model.config.emb_dim == 128
-  from altup_t5.training import optimizer  # pylint: disable=g-import-not-at-top
-  assert gin.get_bindings(optimizer.OptimizerSettings)["base_learning_rate"] == 0.5
-  gin.clear_config()
+  out = subprocess.run([sys.executable, "-c", FLAT_LAYOUT_SCRIPT, str(old)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  import json  # pylint: disable=g-import-not-at-top
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result == {"variant": "recycled_altup", "emb_dim": 128, "learning_rate": 0.5}
 
 
 def test_shipped_files_are_found_through_the_package():
