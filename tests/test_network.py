@@ -47,6 +47,21 @@ def test_dense_parameter_count_matches_the_architecture(size):
   assert count(config_for(size)) == expected
 
 
+CPU_SIZES = ("micro", "tiny", "tiny2x")  # ours, with the offline 8192-row vocabulary
+
+
+@pytest.mark.parametrize("size", CPU_SIZES)
+def test_cpu_size_parameter_counts_match_the_architecture_and_grow(size):
+  s = SIZES[size]
+  assert count(config_for(size)) == dense_t5_1_1_params(
+      8192, s["emb_dim"], s["num_heads"], s["head_dim"], s["mlp_dim"],
+      s["num_encoder_layers"], s["num_decoder_layers"])
+  # A frontier of sizes: each CPU size is larger than the one before it.
+  i = CPU_SIZES.index(size)
+  if i:
+    assert count(config_for(size)) > count(config_for(CPU_SIZES[i - 1]))
+
+
 def test_t5_1_1_small_and_base_have_their_published_sizes():
   # t5x's T5.1.1 Small is 76,961,152 parameters and Base 247,577,856.
   assert count(config_for("small")) == 76_961_152
@@ -274,7 +289,8 @@ def test_dropout_is_active_only_when_enabled():
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: config_for("medium"), "size='medium' is not one of 'tiny', 'small', 'base', "
+    (lambda: config_for("medium"), "size='medium' is not one of 'micro', 'tiny', 'tiny2x', 'small', "
+                                   "'base', "
                                    "'large', 'xl', 'xxl'"),
     (lambda: config_for("small", "sparse"), "variant='sparse' is not one of 'dense', "
                                             "'wide', 'moe', 'altup', 'recycled_altup', "

@@ -53,7 +53,7 @@ TESTS = os.path.join(ROOT, "tests")
 T5X_GIN = os.path.join(ROOT, "gin", "t5x")
 GIN_FILES = sorted(os.path.relpath(os.path.join(d, f), T5X_GIN)
                    for d, _, fs in os.walk(T5X_GIN) for f in fs if f.endswith(".gin"))
-SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
+SIZES = ("micro", "tiny", "tiny2x", "small", "base", "large", "xl", "xxl")
 VARIANTS = ("dense", "altup", "recycled_altup", "moe", "altup_moe", "wide")
 MOE_VARIANTS = ("moe", "altup_moe")
 
@@ -159,7 +159,7 @@ def test_size_and_variant_files_compose_in_either_order(size, variant):
   cfg, model_class = _composed(files)
   assert (cfg, model_class) == _composed(files[::-1])
   expected = config.config_for(
-      size, variant, dropout_rate=0.0, dtype="float32" if size == "tiny" else "bfloat16",
+      size, variant, dropout_rate=0.0, dtype="float32" if size in ("micro", "tiny", "tiny2x") else "bfloat16",
       float32_attention_logits=False,  # t5x's default, which gin/t5x keeps
       **({"num_experts": 8} if variant in MOE_VARIANTS else {}))
   assert cfg == expected
