@@ -41,6 +41,7 @@ setuptools.setup(
     cmdclass={"build_py": BuildPyWithConfigs},
     python_requires=">=3.11",
     install_requires=[
+        "safetensors>=0.4",
         # JAX 0.10.x is the newest that installs on Python 3.11; 0.11+ needs 3.12.
         "jax>=0.10",
         "flax>=0.12",

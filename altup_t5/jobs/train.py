@@ -47,6 +47,10 @@ class RunSettings:
   # Fine-tune from this checkpoint's parameters (fresh optimiser); ignored once
   # MODEL_DIR has checkpoints of its own, so a restarted fine-tune resumes.
   initial_checkpoint_path: str | None = None
+  # Read INITIAL_CHECKPOINT_PATH as a dense model and widen it into this AltUp /
+  # Recycled-AltUp / AltUp+MoE model so it starts as the dense function
+  # (model/upcycle.py). Explicit, so a mismatched checkpoint otherwise still fails.
+  upcycle_from_dense: bool = False
   log_period: int = 10  # steps between training summaries
 
   def __post_init__(self):
@@ -58,6 +62,9 @@ class RunSettings:
     errors.check_type("INITIAL_CHECKPOINT_PATH", self.initial_checkpoint_path,
                       (str, type(None)), "a checkpoint path (a string) or None")
     errors.check_int("LOG_PERIOD", self.log_period, minimum=1)
+    if self.upcycle_from_dense and not self.initial_checkpoint_path:
+      raise UsageError("UPCYCLE_FROM_DENSE=True needs INITIAL_CHECKPOINT_PATH (the dense "
+                       "checkpoint to upcycle)")
 
 
 class _Stop:
@@ -129,10 +136,15 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
     state, iterator = restored
     note = f"resumed from step {int(state.step)} in {checkpoints.directory}"
   elif run.initial_checkpoint_path:
-    params = load.load_params(run.initial_checkpoint_path,
-                                         abstract_state.params)
+    try:
+      params = load.load_params(run.initial_checkpoint_path, abstract_state.params,
+                                model.config, run.upcycle_from_dense)
+    except ValueError as error:
+      raise UsageError(str(error)) from None
     state, iterator = engine.state_from_params(params), make_iterator()
-    note = f"fine-tuning from {run.initial_checkpoint_path}"
+    note = (f"upcycled from the dense checkpoint {run.initial_checkpoint_path}"
+            if run.upcycle_from_dense else
+            f"fine-tuning from {run.initial_checkpoint_path}")
   else:
     state, iterator = engine.init_state(run.random_seed), make_iterator()
     note = "initialised from scratch"
@@ -141,7 +153,7 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
   summaries = _open_summaries(run, start_step)
   summaries.message(f"{note}; training to step {run.total_steps} on "
                     f"{jax.device_count()} device(s), mesh {dict(device_mesh.shape)}")
-  _write_run_info(run.model_dir, engine, data, device_mesh)
+  _write_run_info(run.model_dir, engine, data, device_mesh, run)
   evaluators = _Evaluators(engine, evaluate, run.model_dir)
 
   # ------------------------------------------------------------------ loop
@@ -207,7 +219,8 @@ def _open_summaries(run: RunSettings, start_step: int) -> summaries_lib.Summarie
                                  start_step=start_step)
 
 
-def _write_run_info(model_dir: str, engine, data: DataSettings, mesh) -> None:
+def _write_run_info(model_dir: str, engine, data: DataSettings, mesh,
+                    run: RunSettings | None = None) -> None:
   """What the run is and what one step costs, for studies and benchmarks."""
   if jax.process_index() != 0:
     return
@@ -216,6 +229,9 @@ def _write_run_info(model_dir: str, engine, data: DataSettings, mesh) -> None:
   info = {"parameters": params, "config": _jsonable(engine.model.config),
           "data": _jsonable(data), "mesh": dict(mesh.shape),
           "devices": [str(d) for d in jax.devices()], **engine.step_cost()}
+  if run is not None and run.initial_checkpoint_path:
+    info["initial_checkpoint"] = {"path": run.initial_checkpoint_path,
+                                  "upcycled_from_dense": run.upcycle_from_dense}
   with tf.io.gfile.GFile(os.path.join(model_dir, "run_info.json"), "w") as f:
     json.dump(info, f, indent=2)
 
