@@ -4,6 +4,7 @@ pretrains with a falling loss; fine-tuning from it reports inference metrics."""
 import glob
 import json
 import os
+import re
 
 import gin
 import jax
@@ -63,13 +64,28 @@ REQUIRED_FOR = {
 }
 
 
+def _run_file_of(experiment: str) -> str:
+  """The run file an experiment includes, directly or through another experiment."""
+  text = open(os.path.join(GIN_DIR, experiment)).read()
+  runs = [f for f in REQUIRED_FOR if f"include '{f}'" in text]
+  if runs:
+    (run_file,) = runs
+    return run_file
+  (inner,) = re.findall(r"include '(experiments/[^']+)'", text)
+  return _run_file_of(inner)
+
+
 @pytest.mark.parametrize("experiment", gin_files("experiments"))
 def test_experiments_parse_and_build(experiment):
   text = open(os.path.join(GIN_DIR, experiment)).read()
-  # What the command in its header passes: the macros its run file leaves open.
-  (run_file,) = [f for f in REQUIRED_FOR if f"include '{f}'" in text]
+  # What the command in its header passes: the macros its run file leaves open (and
+  # those an experiment built on another experiment re-requires, e.g. upcycling's
+  # INITIAL_CHECKPOINT_PATH).
+  run_file = _run_file_of(experiment)
   bindings = {"runs/pretrain.gin": [REQUIRED[0]], "runs/finetune.gin": REQUIRED[0:5:4],
               "runs/eval.gin": REQUIRED[5:7], "runs/infer.gin": REQUIRED[5:8:2]}[run_file]
+  if "INITIAL_CHECKPOINT_PATH = %gin.REQUIRED" in text and REQUIRED[4] not in bindings:
+    bindings = bindings + [REQUIRED[4]]
   cli.parse_gin([experiment], [], bindings)
   assert build_model() > 0
   assert text.startswith("#") and "python -m altup_t5." in text  # the command to run it
