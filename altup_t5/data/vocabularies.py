@@ -8,7 +8,10 @@ the project's own vocabulary or seqio's `ByteVocabulary`.
 
 from __future__ import annotations
 
+import hashlib
+
 import seqio
+import tensorflow as tf
 
 from altup_t5.data import local_corpus
 from altup_t5.data import paths
@@ -164,3 +167,60 @@ class ChosenVocabulary(seqio.Vocabulary):
 
 
 CHOSEN = ChosenVocabulary()
+
+
+# ------------------------------------------------------------------ identity and fit
+
+def _unwrapped(vocab: seqio.Vocabulary) -> seqio.Vocabulary:
+  return vocab.target if isinstance(vocab, ChosenVocabulary) else vocab
+
+
+def identity(vocab: seqio.Vocabulary) -> dict:
+  """What makes two vocabularies give the same ids (t5x's `verify_matching_vocabs`
+  compares the same): the kind, the size with extra ids, the extra ids, and for
+  SentencePiece the SHA-256 of the model proto (two paths to one model are one
+  vocabulary; a retrained model of the same size is not)."""
+  vocab = _unwrapped(vocab)
+  if isinstance(vocab, seqio.SentencePieceVocabulary):
+    kind = "sentencepiece"
+  elif isinstance(vocab, seqio.ByteVocabulary):
+    kind = "byte"
+  else:
+    kind = type(vocab).__name__
+  out = {"kind": kind, "size": int(vocab.vocab_size), "extra_ids": int(vocab.extra_ids)}
+  if kind == "sentencepiece":
+    out["sha256"] = _model_sha256(vocab)
+  return out
+
+
+def _model_sha256(vocab: seqio.SentencePieceVocabulary) -> str:
+  """SHA-256 of the model file as written (seqio's `sp_model` is the proto with the
+  extra ids added, so it is hashed only for a vocabulary built from a proto)."""
+  proto = vocab.sp_model  # loads the model first (the local one is prepared on first use)
+  path = vocab.sentencepiece_model_file
+  if not path:
+    return hashlib.sha256(proto).hexdigest()
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def describe(ident: dict) -> str:
+  """One phrase for messages: `sentencepiece of 8100 ids (100 extra, sha256 1a2b3c4d5e6f)`."""
+  extra = f"{ident.get('extra_ids')} extra"
+  if ident.get("sha256"):
+    extra += f", sha256 {ident['sha256'][:12]}"
+  return f"{ident.get('kind')} of {ident.get('size')} ids ({extra})"
+
+
+def check_fits(vocab: seqio.Vocabulary, vocab_size: int, what: str) -> None:
+  """A `ValueError` naming both sizes when `vocab`'s ids (with extra ids) do not all
+  have a row in an embedding of `vocab_size` rows: reading past the table gives NaN
+  losses or garbage, never an error, on accelerators."""
+  size = int(_unwrapped(vocab).vocab_size)
+  if size > vocab_size:
+    raise ValueError(f"{what} has {size} ids (with {vocab.extra_ids} extra ids), more "
+                     f"than the model's vocab_size={vocab_size}: choose a model with "
+                     f"vocab_size >= {size} or another vocabulary")

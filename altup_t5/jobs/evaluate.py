@@ -35,7 +35,10 @@ def evaluate(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSet
   """Metrics of the checkpoint's parameters on `data` (its task and split)."""
   try:
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
-    tasks.get_task_or_mixture(data.mixture_or_task_name)
+    task = tasks.get_task_or_mixture(data.mixture_or_task_name)
+    vocabulary = load.task_vocabulary(task, model.config.vocab_size,
+                                      data.mixture_or_task_name)
+    load.check_same_vocabulary(checkpoint_path, vocabulary)
     device_mesh = mesh.make()
     input_pipeline.check_batch_fits_mesh(data.batch_size, device_mesh)
     if not (teacher_forced or infer):

@@ -68,6 +68,9 @@ def infer(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSettin
   try:
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
     task = tasks.get_task_or_mixture(data.mixture_or_task_name)
+    vocabulary = load.task_vocabulary(task, model.config.vocab_size,
+                                      data.mixture_or_task_name)
+    load.check_same_vocabulary(checkpoint_path, vocabulary)
     if text_file is not None and not os.path.isfile(text_file):
       raise ValueError(f"INFER_TEXT_FILE={text_file} does not exist")
   except ValueError as error:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 
+import tensorflow as tf
+
+from altup_t5.data import vocabularies
 from altup_t5.errors import SettingError
 import jax
 import numpy as np
@@ -142,3 +145,60 @@ def check_same_network(checkpoint_path: str, config) -> None:
     raise SettingError(f"CHECKPOINT_PATH={checkpoint_path} holds a network with "
                        f"{describe(theirs)}, but this configuration builds "
                        f"{describe(ours)}: use the size and variant it was trained with")
+
+
+# ------------------------------------------------------------------ vocabulary
+
+VOCABULARY_FILE = "vocabulary.json"  # in MODEL_DIR/checkpoints, beside the steps
+
+
+def task_vocabulary(task, vocab_size: int, name: str) -> dict:
+  """The identity of the task's vocabularies ({feature: identity}), after checking
+  that each fits the model's embedding of `vocab_size` rows (`ValueError` otherwise)."""
+  identities = {}
+  for feature in ("inputs", "targets"):
+    if feature in task.output_features:
+      vocab = task.output_features[feature].vocabulary
+      vocabularies.check_fits(vocab, vocab_size,
+                              f"the vocabulary of {name}'s {feature}")
+      identities[feature] = vocabularies.identity(vocab)
+  return identities
+
+
+def _recorded_vocabulary(checkpoint_path: str) -> dict | None:
+  """The vocabulary a run of ours recorded for `checkpoint_path` (its MODEL_DIR, its
+  checkpoints/ or one step in it), or None (t5x's checkpoints, older runs)."""
+  path = os.path.abspath(checkpoint_path)
+  parent = os.path.dirname(path)
+  for candidate in (os.path.join(path, VOCABULARY_FILE),
+                    os.path.join(path, "checkpoints", VOCABULARY_FILE),
+                    os.path.join(parent, VOCABULARY_FILE)):
+    if os.path.isfile(candidate):
+      try:
+        return json.load(open(candidate, encoding="utf-8"))
+      except (ValueError, OSError):
+        return None
+  return None
+
+
+def check_same_vocabulary(checkpoint_path: str, identities: dict,
+                          what: str = "CHECKPOINT_PATH") -> None:
+  """One line naming both vocabularies when the checkpoint was trained with another
+  vocabulary than the task's (nothing to check where none was recorded)."""
+  recorded = _recorded_vocabulary(checkpoint_path)
+  if recorded is None or recorded == identities:
+    return
+  feature = next((f for f in identities if recorded.get(f) != identities[f]), "targets")
+  theirs = recorded.get(feature) or {}
+  raise SettingError(
+      f"{what}={checkpoint_path} was trained with the {feature} vocabulary "
+      f"{vocabularies.describe(theirs)}, but this task's is "
+      f"{vocabularies.describe(identities[feature])}: use the vocabulary it was "
+      f"trained with")
+
+
+def write_vocabulary(checkpoint_dir: str, identities: dict) -> None:
+  """Records the vocabulary beside the checkpoints (as t5x keeps it in its config)."""
+  tf.io.gfile.makedirs(checkpoint_dir)
+  with tf.io.gfile.GFile(os.path.join(checkpoint_dir, VOCABULARY_FILE), "w") as f:
+    json.dump(identities, f, indent=2)

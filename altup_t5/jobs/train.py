@@ -112,9 +112,18 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
     input_pipeline.check_batch_fits_mesh(data.batch_size, device_mesh)
     input_pipeline.local_batch_size(data)
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
-    tasks.get_task_or_mixture(data.mixture_or_task_name)
+    task = tasks.get_task_or_mixture(data.mixture_or_task_name)
+    vocab_size = model.config.vocab_size
+    vocabulary = load.task_vocabulary(task, vocab_size, data.mixture_or_task_name)
     if evaluate and evaluate.data:
-      tasks.get_task_or_mixture(evaluate.data.mixture_or_task_name)
+      load.task_vocabulary(tasks.get_task_or_mixture(evaluate.data.mixture_or_task_name),
+                           vocab_size, evaluate.data.mixture_or_task_name)
+    # A resumed run and a fine-tuning's start were trained with the same ids.
+    load.check_same_vocabulary(os.path.join(run.model_dir, "checkpoints"), vocabulary,
+                               "MODEL_DIR")
+    if run.initial_checkpoint_path:
+      load.check_same_vocabulary(run.initial_checkpoint_path, vocabulary,
+                                 "INITIAL_CHECKPOINT_PATH")
   except ValueError as error:
     raise UsageError(str(error)) from None
 
@@ -153,7 +162,9 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
   summaries = _open_summaries(run, start_step)
   summaries.message(f"{note}; training to step {run.total_steps} on "
                     f"{jax.device_count()} device(s), mesh {dict(device_mesh.shape)}")
-  _write_run_info(run.model_dir, engine, data, device_mesh, run)
+  _write_run_info(run.model_dir, engine, data, device_mesh, vocabulary, run)
+  if jax.process_index() == 0:
+    load.write_vocabulary(checkpoints.directory, vocabulary)
   evaluators = _Evaluators(engine, evaluate, run.model_dir)
 
   # ------------------------------------------------------------------ loop
@@ -220,14 +231,14 @@ def _open_summaries(run: RunSettings, start_step: int) -> summaries_lib.Summarie
 
 
 def _write_run_info(model_dir: str, engine, data: DataSettings, mesh,
-                    run: RunSettings | None = None) -> None:
+                    vocabulary: dict, run: RunSettings | None = None) -> None:
   """What the run is and what one step costs, for studies and benchmarks."""
   if jax.process_index() != 0:
     return
   params = sum(int(np.prod(x.shape)) for x in
                jax.tree_util.tree_leaves(engine.abstract_state.params))
   info = {"parameters": params, "config": _jsonable(engine.model.config),
-          "data": _jsonable(data), "mesh": dict(mesh.shape),
+          "data": _jsonable(data), "vocabulary": vocabulary, "mesh": dict(mesh.shape),
           "devices": [str(d) for d in jax.devices()], **engine.step_cost()}
   if run is not None and run.initial_checkpoint_path:
     info["initial_checkpoint"] = {"path": run.initial_checkpoint_path,
