@@ -80,7 +80,7 @@ HAND_WRITTEN = {
         [("wsc text: Mitchell asked * Tom * if # he # could lend some money.", "True")]),
     "super_glue_axb_v102": (
         labelled(-1, sentence1="The cat sat.", sentence2="A cat sat."),
-        [("rte sentence1: The cat sat. sentence2: A cat sat.", "<unk>")]),
+        [("rte hypothesis: A cat sat. premise: The cat sat.", "<unk>")]),
     "super_glue_axg_v102": (
         labelled(0, premise="The nurse said she was tired.", hypothesis="The nurse was tired."),
         [("rte hypothesis: The nurse was tired. premise: The nurse said she was tired.",
@@ -238,3 +238,13 @@ def test_proportional_mixture_rates_and_members():
       "super_glue_multirc_v102": 27243, "super_glue_record_v102": 138854,
       "super_glue_rte_v102": 2490, "super_glue_wic_v102": 5428, "super_glue_wsc_v102": 554,
       "super_glue_axb_v102": 0, "super_glue_axg_v102": 0}
+
+
+def test_axb_reads_as_the_rte_task_it_diagnoses():
+  """T5 renames AX-b's sentence1/sentence2 to premise/hypothesis before formatting it as
+  RTE, so the hypothesis (sentence2) comes first, exactly as in RTE's inputs."""
+  example = labelled(1, sentence1="No dog has ever flown.", sentence2="A dog flew, once.")
+  assert preprocess("super_glue_axb_v102", example) == [
+      ("rte hypothesis: A dog flew, once. premise: No dog has ever flown.", "not_entailment")]
+  rte = labelled(1, premise="No dog has ever flown.", hypothesis="A dog flew, once.")
+  assert preprocess("super_glue_rte_v102", rte) == preprocess("super_glue_axb_v102", example)

@@ -8,7 +8,7 @@ Tasks `super_glue_{boolq,cb,copa,multirc,record,rte,wic,wsc,axb,axg}_v102` on TF
   cb hypothesis: ... premise: ...                     ->  contradiction
   copa choice1: ... choice2: ... premise: ... question: cause  ->  choice2
   wic sentence1: ... sentence2: ... word: ...         ->  False
-  rte hypothesis: ... premise: ...   (AX-b: rte sentence1: ... sentence2: ...; AX-g as RTE)
+  rte hypothesis: ... premise: ...   (AX-b and AX-g too, as RTE: see `axb_text`)
   multirc question: ... answer: ... paragraph: ...    ->  True   (HTML <br>/<b> removed)
   record query: ... @placeholder ... entities: A, B passage: ...  ->  one example per answer
   wsc text: Mitchell asked * Tom * if # he # could ...  ->  True   (see `wsc_text`)
@@ -142,6 +142,20 @@ class SuperGlueTask:
   splits: tuple[str, ...] = ("train", "validation", "test")
 
 
+@seqio.map_over_dataset
+def _axb_as_rte(x):
+  return {"premise": x["sentence1"], "hypothesis": x["sentence2"], "label": x["label"],
+          "idx": x["idx"]}
+
+
+def axb_text(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """AX-b's sentence1/sentence2 renamed premise/hypothesis, then formatted as RTE, as T5
+  does: "rte hypothesis: {sentence2} premise: {sentence1}", the layout of the RTE task
+  a model is fine-tuned on before it is diagnosed."""
+  return glue.glue_text(_axb_as_rte(dataset), benchmark_name="rte",
+                        label_names=_RTE_LABELS)
+
+
 def _classification(config: str, label_names: tuple[str, ...], metric_fns, *,
                     benchmark_name: str | None = None, feature_names=None,
                     splits=("train", "validation", "test")) -> SuperGlueTask:
@@ -170,7 +184,8 @@ SUPER_GLUE_TASKS = (
                   postprocessors.class_id(_BOOLEAN)),
     # The diagnostics are RTE-style NLI with hidden test labels: formatted as "rte",
     # evaluated by submitting predictions, so no metrics here.
-    _classification("axb", _RTE_LABELS, (), benchmark_name="rte", splits=("test",)),
+    SuperGlueTask("axb", "super_glue_axb_v102", _RTE_LABELS, axb_text, (),
+                  postprocessors.class_id(_RTE_LABELS), ("test",)),
     _classification("axg", _RTE_LABELS, (), benchmark_name="rte", splits=("test",)),
 )
 
