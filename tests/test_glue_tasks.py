@@ -245,3 +245,30 @@ def test_proportional_mixture_samples_in_proportion_to_training_sets():
     p = size / total
     tolerance = 4 * np.sqrt(p * (1 - p) / draws)  # binomial standard deviations
     assert abs(first_words.count(benchmark) / draws - p) < tolerance, benchmark
+
+
+def test_glue_reads_t5s_tfds_version_unless_told_otherwise(monkeypatch):
+  monkeypatch.delenv(glue.GLUE_TFDS_VERSION_ENV, raising=False)
+  assert glue.GLUE_TFDS_VERSION == glue.T5_GLUE_TFDS_VERSION == "1.0.0"
+  assert seqio.get_mixture_or_task("glue_rte_v002").source.tfds_dataset.name == "glue/rte:1.0.0"
+  monkeypatch.setenv(glue.GLUE_TFDS_VERSION_ENV, "2.0.0")
+  try:
+    assert glue.register_glue_tasks() == "2.0.0"
+    assert (seqio.get_mixture_or_task("glue_mnli_matched_v002").source.tfds_dataset.name
+            == "glue/mnli_matched:2.0.0")
+    mixture = seqio.get_mixture_or_task("glue_v002_proportional")
+    assert {t.source.tfds_dataset.name for t in mixture.tasks} >= {"glue/cola:2.0.0"}
+  finally:
+    monkeypatch.delenv(glue.GLUE_TFDS_VERSION_ENV)
+    glue.register_glue_tasks()
+  assert seqio.get_mixture_or_task("glue_cola_v002").source.tfds_dataset.name == "glue/cola:1.0.0"
+
+
+@pytest.mark.parametrize("version, message", [
+    ("3.0.0", "version='3.0.0' is not a GLUE TFDS version TFDS can build: one of "
+              "1.0.0, 1.0.1, 2.0.0 (T5's is 1.0.0)"),
+])
+def test_an_unbuildable_glue_version_is_one_line(version, message):
+  with pytest.raises(ValueError) as error:
+    glue.glue_tfds_version(version)
+  assert str(error.value) == message

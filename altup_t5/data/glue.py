@@ -13,10 +13,11 @@ order (MNLI and the AX diagnostic are both "mnli"); the target is the label's na
 makes; MNLI's validation sets are also the tasks `glue_mnli_matched_v002` and
 `glue_mnli_mismatched_v002` (split "validation"), as in T5.
 
-TFDS version: T5 registered `glue/*:1.0.0`; TFDS 4.9.10 builds 2.0.0 by default (1.0.0 and
-1.0.1 are only "supported" versions). Per TFDS's release notes 1.0.1 replaced dead download
-links and 2.0.0 changed QQP's data source; the formats are unchanged, so the tasks use
-2.0.0 (`GLUE_TFDS_VERSION`).
+TFDS version: `glue/*:1.0.0`, T5's (a TPU user's prepared T5 data is 1.0.0), by default.
+TFDS 4.9.10 builds 2.0.0 by default and still builds 1.0.0 and 1.0.1; per TFDS's release
+notes 1.0.1 replaced dead download links and 2.0.0 changed QQP's data source, with the
+formats unchanged. The setting: environment variable ALTUP_T5_GLUE_TFDS_VERSION (read
+when this module is imported), or `register_glue_tasks(version)` afterwards.
 
 The module also holds what `super_glue.py` shares: the output features (both on
 `vocabularies.CHOSEN`), T5's GLUE-style formatter and the registration helper.
@@ -25,6 +26,7 @@ The module also holds what `super_glue.py` shares: the output features (both on
 from __future__ import annotations
 
 import dataclasses
+import os
 import functools
 from typing import Callable, Sequence
 
@@ -36,7 +38,24 @@ from altup_t5.data import postprocessors
 from altup_t5.data import sources
 from altup_t5.data import vocabularies
 
-GLUE_TFDS_VERSION = "2.0.0"
+T5_GLUE_TFDS_VERSION = "1.0.0"  # t5.data.glue_utils / t5's tasks.py
+GLUE_TFDS_VERSIONS = ("1.0.0", "1.0.1", "2.0.0")  # the versions TFDS 4.9 can build
+GLUE_TFDS_VERSION_ENV = "ALTUP_T5_GLUE_TFDS_VERSION"
+
+
+def glue_tfds_version(version: str | None = None) -> str:
+  """`version`, else $ALTUP_T5_GLUE_TFDS_VERSION, else T5's 1.0.0; a `ValueError` for
+  a version TFDS cannot build."""
+  chosen = version or os.environ.get(GLUE_TFDS_VERSION_ENV) or T5_GLUE_TFDS_VERSION
+  if chosen not in GLUE_TFDS_VERSIONS:
+    source = "version" if version else GLUE_TFDS_VERSION_ENV
+    raise ValueError(f"{source}={chosen!r} is not a GLUE TFDS version TFDS can build: "
+                     f"one of {', '.join(GLUE_TFDS_VERSIONS)} (T5's is "
+                     f"{T5_GLUE_TFDS_VERSION})")
+  return chosen
+
+
+GLUE_TFDS_VERSION = glue_tfds_version()  # what the registered tasks read
 UNLABELLED_TARGET = "<unk>"  # the target of examples whose label is -1 (test splits)
 
 OUTPUT_FEATURES = {
@@ -177,7 +196,7 @@ GLUE_TASKS = (
 
 # Mixing rates of `glue_v002_proportional`: the size of each training set, as T5 did
 # (`t5.data.glue_utils.GLUE_WEIGHT_MAPPING`). TFDS ships no split sizes for these builders
-# (`tfds.builder("glue/rte:2.0.0").info.splits` is empty until the data is prepared), so
+# (`tfds.builder("glue/rte:1.0.0").info.splits` is empty until the data is prepared), so
 # these are the sizes of TFDS's prepared GLUE train splits as T5 recorded them, which
 # also match the GLUE paper; glue 2.0.0's re-hosted QQP has 363,846 rows instead of
 # 363,849, a difference of 0.001% that does not matter for a mixing rate. WNLI is left
@@ -210,6 +229,15 @@ def _register_glue_task(task: GlueTask) -> seqio.Task:
                             task.splits, preprocessor, task.metric_fns, postprocess_fn)
 
 
-for _task in GLUE_TASKS:
-  _register_glue_task(_task)
-register_mixture(GLUE_MIXTURE, GLUE_TRAIN_EXAMPLES)
+def register_glue_tasks(version: str | None = None) -> str:
+  """(Re-)registers the GLUE tasks and mixture on TFDS `glue/*:<version>` (see
+  `glue_tfds_version`); returns the version."""
+  global GLUE_TFDS_VERSION
+  GLUE_TFDS_VERSION = glue_tfds_version(version)
+  for task in GLUE_TASKS:
+    _register_glue_task(task)
+  register_mixture(GLUE_MIXTURE, GLUE_TRAIN_EXAMPLES)
+  return GLUE_TFDS_VERSION
+
+
+register_glue_tasks(GLUE_TFDS_VERSION)

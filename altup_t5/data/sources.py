@@ -94,7 +94,7 @@ class TfdsSource(seqio.TfdsDataSource):
 def tfds_source(tfds_name: str,
                 splits: Iterable[str] | Mapping[str, str] | None = None,
                 data_dir: str | None = None) -> seqio.DataSource:
-  """A read-only TFDS source, e.g. `tfds_source("glue/rte:2.0.0")`.
+  """A read-only TFDS source, e.g. `tfds_source("glue/rte:1.0.0")`.
 
   `splits`: names, or a map from task split to TFDS split (e.g. {"validation":
   "validation_matched"}); None means all the dataset's splits. `data_dir` overrides the
