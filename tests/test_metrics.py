@@ -156,7 +156,7 @@ SUPER_GLUE_SCORES = {
     "super_glue_record_v102": {"f1": 72.0, "em": 70.0},
     "super_glue_rte_v102": {"accuracy": 75.0},
     "super_glue_wic_v102": {"accuracy": 65.0},
-    "super_glue_wsc_v102": {"accuracy": 62.0},
+    "super_glue_wsc_v102_simple_eval": {"accuracy": 62.0},
 }
 
 

@@ -200,6 +200,7 @@ EXPECTED_METRICS = {
     "super_glue_wsc_v102": {"accuracy"},
     "super_glue_axb_v102": set(),
     "super_glue_axg_v102": set(),
+    "super_glue_wsc_v102_simple_eval": {"accuracy"},  # tests/test_wsc_dpr.py
 }
 
 
@@ -236,8 +237,10 @@ def test_proportional_mixture_rates_and_members():
   assert {t.name: mixture.get_rate(t) for t in mixture.tasks} == {
       "super_glue_boolq_v102": 9427, "super_glue_cb_v102": 250, "super_glue_copa_v102": 400,
       "super_glue_multirc_v102": 27243, "super_glue_record_v102": 138854,
-      "super_glue_rte_v102": 2490, "super_glue_wic_v102": 5428, "super_glue_wsc_v102": 554,
-      "super_glue_axb_v102": 0, "super_glue_axg_v102": 0}
+      "super_glue_rte_v102": 2490, "super_glue_wic_v102": 5428,
+      "super_glue_axb_v102": 0, "super_glue_axg_v102": 0,
+      "dpr_v001_simple": 1322, "super_glue_wsc_v102_simple_train": 259,
+      "super_glue_wsc_v102_simple_eval": 0}
 
 
 def test_axb_reads_as_the_rte_task_it_diagnoses():

@@ -157,7 +157,7 @@ SUPER_GLUE_SCORE_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
     "ReCoRD": (("super_glue_record_v102", "f1"), ("super_glue_record_v102", "em")),
     "RTE": (("super_glue_rte_v102", "accuracy"),),
     "WiC": (("super_glue_wic_v102", "accuracy"),),
-    "WSC": (("super_glue_wsc_v102", "accuracy"),),
+    "WSC": (("super_glue_wsc_v102_simple_eval", "accuracy"),),  # as T5 scored it
 }
 
 

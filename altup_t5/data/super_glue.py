@@ -2,7 +2,8 @@
 
 Tasks `super_glue_{boolq,cb,copa,multirc,record,rte,wic,wsc,axb,axg}_v102` on TFDS
 `super_glue/*:1.0.2` (the version T5 used, still TFDS's current one) and the mixture
-`super_glue_v102_proportional`. Formats, postprocessors and metrics are T5's:
+`super_glue_v102_proportional` (T5's members: WSC through wsc_dpr.py's `*_simple` tasks;
+`super_glue_wsc_v102` is this project's extra, outside it). Formats, postprocessors and metrics are T5's:
 
   boolq passage: ... question: ...                    ->  True
   cb hypothesis: ... premise: ...                     ->  contradiction
@@ -31,6 +32,7 @@ import tensorflow as tf
 from altup_t5.data import glue
 from altup_t5.data import metrics
 from altup_t5.data import postprocessors
+from altup_t5.data import wsc_dpr
 
 SUPER_GLUE_TFDS_VERSION = "1.0.2"
 _BOOLEAN = ("False", "True")
@@ -193,10 +195,10 @@ SUPER_GLUE_TASKS = (
 # (`t5.data.glue_utils.SUPER_GLUE_WEIGHT_MAPPING`; TFDS ships no split sizes until the
 # data is prepared). MultiRC counts (question, answer) pairs. ReCoRD's is T5's figure,
 # larger than its 100,730 training queries: it counts the one-per-answer examples the
-# task yields. T5's mixture trained WSC through `wsc_simple` (259 positive examples) plus
-# DPR (1,322); this project's binary WSC task trains on all 554 examples of
-# `wsc.fixed`'s train split (SuperGLUE paper, Table 1). The diagnostics are members at
-# rate 0, so evaluating the mixture covers them.
+# task yields. WSC is trained as T5 did, through DPR (1,322) and the positives of
+# `wsc_simple` (259), and evaluated by `super_glue_wsc_v102_simple_eval` at rate 0
+# (see wsc_dpr.py). The project's binary `super_glue_wsc_v102` is an extra outside the
+# mixture. The diagnostics are members at rate 0, so evaluating the mixture covers them.
 SUPER_GLUE_TRAIN_EXAMPLES = {
     "super_glue_boolq_v102": 9_427,
     "super_glue_cb_v102": 250,
@@ -205,9 +207,11 @@ SUPER_GLUE_TRAIN_EXAMPLES = {
     "super_glue_record_v102": 138_854,
     "super_glue_rte_v102": 2_490,
     "super_glue_wic_v102": 5_428,
-    "super_glue_wsc_v102": 554,
     "super_glue_axb_v102": 0,
     "super_glue_axg_v102": 0,
+    "dpr_v001_simple": wsc_dpr.DPR_TRAIN_EXAMPLES,
+    "super_glue_wsc_v102_simple_train": wsc_dpr.WSC_SIMPLE_TRAIN_EXAMPLES,
+    "super_glue_wsc_v102_simple_eval": 0,
 }
 SUPER_GLUE_MIXTURE = "super_glue_v102_proportional"
 
