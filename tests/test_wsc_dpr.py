@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from altup_t5.data import metrics
+from altup_t5.data import super_glue  # pylint: disable=unused-import  (the mixtures)
 from altup_t5.data import wsc_dpr
 from test_glue_tasks import byte_vocabulary, preprocess  # pylint: disable=g-bad-import-order,unused-import  (a fixture)
 
@@ -108,3 +109,15 @@ def test_the_registered_tasks_metrics_and_postprocessors():
   assert [f.__name__ for f in seqio.get_mixture_or_task("dpr_v001_simple").metric_fns] == [
       "accuracy"]
   assert seqio.get_mixture_or_task("super_glue_wsc_v102_simple_train").metric_fns == []
+
+
+def test_t5s_wsc_dpr_and_mnli_mixtures():
+  import seqio  # pylint: disable=g-import-not-at-top
+  def rates(name):
+    mixture = seqio.get_mixture_or_task(name)
+    return {t.name: mixture.get_rate(t) for t in mixture.tasks}
+  assert rates("wsc_dpr_simple_proportional") == {
+      "dpr_v001_simple": 1322, "super_glue_wsc_v102_simple_train": 259,
+      "super_glue_wsc_v102_simple_eval": 0}
+  assert rates("glue_mnli_and_dev_v002") == {
+      "glue_mnli_v002": 1.0, "glue_mnli_matched_v002": 1.0, "glue_mnli_mismatched_v002": 1.0}

@@ -1,7 +1,7 @@
 """GLUE as seqio tasks in T5's text-to-text format; importing this module registers them.
 
 Tasks `glue_{cola,sst2,mrpc,qqp,stsb,mnli,mnli_mismatched,mnli_matched,qnli,rte,wnli,ax}_v002`
-and the mixture `glue_v002_proportional`, with the names, text formats, postprocessors and
+and the mixtures `glue_v002_proportional` and `glue_mnli_and_dev_v002`, with the names, text formats, postprocessors and
 metrics of the original T5 (`t5.data.tasks`), so a run's numbers compare with its tables:
 
   rte sentence1: A man is playing. sentence2: Someone plays.   ->  entailment
@@ -216,6 +216,7 @@ GLUE_TRAIN_EXAMPLES = {
     "glue_ax_v002": 0,
 }
 GLUE_MIXTURE = "glue_v002_proportional"
+MNLI_AND_DEV_MIXTURE = "glue_mnli_and_dev_v002"
 
 
 def _register_glue_task(task: GlueTask) -> seqio.Task:
@@ -237,6 +238,9 @@ def register_glue_tasks(version: str | None = None) -> str:
   for task in GLUE_TASKS:
     _register_glue_task(task)
   register_mixture(GLUE_MIXTURE, GLUE_TRAIN_EXAMPLES)
+  # T5's MNLI with its two validation sets, each at rate 1.
+  register_mixture(MNLI_AND_DEV_MIXTURE, {name: 1.0 for name in GLUE_TRAIN_EXAMPLES
+                                          if "mnli" in name})
   return GLUE_TFDS_VERSION
 
 

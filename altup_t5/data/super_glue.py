@@ -220,3 +220,9 @@ for _task in SUPER_GLUE_TASKS:
                           _task.splits, _task.text_preprocessor, _task.metric_fns,
                           _task.postprocess_fn)
 glue.register_mixture(SUPER_GLUE_MIXTURE, SUPER_GLUE_TRAIN_EXAMPLES)
+# T5's mixture of the WSC/DPR tasks alone, at the same rates.
+WSC_DPR_MIXTURE = "wsc_dpr_simple_proportional"
+glue.register_mixture(WSC_DPR_MIXTURE, {
+    name: SUPER_GLUE_TRAIN_EXAMPLES[name] for name in (
+        "dpr_v001_simple", "super_glue_wsc_v102_simple_train",
+        "super_glue_wsc_v102_simple_eval")})
