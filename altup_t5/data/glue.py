@@ -2,7 +2,8 @@
 
 Tasks `glue_{cola,sst2,mrpc,qqp,stsb,mnli,mnli_mismatched,mnli_matched,qnli,rte,wnli,ax}_v002`
 and the mixtures `glue_v002_proportional` and `glue_mnli_and_dev_v002`, with the names,
-text formats, postprocessors and metrics of the original T5 (`t5.data.tasks`), so a run's numbers compare with its tables:
+text formats, postprocessors and metrics of the original T5 (`t5.data.tasks`), so a run's
+numbers compare with its tables:
 
   rte sentence1: A man is playing. sentence2: Someone plays.   ->  entailment
   stsb sentence1: ... sentence2: ...                           ->  3.4
