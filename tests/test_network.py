@@ -86,6 +86,8 @@ def test_variant_parameter_counts(size):
   moe_extra = sparse * ((e - 1) * 3 * d * s["mlp_dim"] + d * e)
   assert count(config_for(size, "moe")) == dense + moe_extra
   assert count(config_for(size, "altup_moe")) == count(config_for(size, "altup")) + moe_extra
+  # Sequence-AltUp: 2 predict scalars and 1 correct scalar per encoder layer.
+  assert count(config_for(size, "sequence_altup")) == dense + 3 * s["num_encoder_layers"]
 
 
 def test_recycled_tree_is_dense_tree_plus_coefficients():
