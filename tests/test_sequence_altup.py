@@ -177,3 +177,12 @@ def test_a_stride_longer_than_the_inputs_is_refused():
 def test_other_variants_ignore_the_stride_field():
   assert not config_for("small", "altup", sequence_altup_stride=1).uses_sequence_altup
   assert not config_for("small", "sequence_altup").uses_altup
+
+
+def test_flops_of_an_encoder_layer_are_those_of_a_dense_layer_on_the_anchors():
+  from altup_t5.model.flops import model_flops
+  layer = lambda variant, length: (
+      model_flops(config_for("small", variant, num_encoder_layers=2), 4, length, 114)
+      - model_flops(config_for("small", variant, num_encoder_layers=1), 4, length, 114))
+  assert layer("sequence_altup", 512) == layer("dense", 256)
+  assert layer("sequence_altup", 511) == layer("dense", 256)  # ceil(511 / 2) anchors
