@@ -205,7 +205,8 @@ def test_packing_isolates_examples(variant):
     start += len(out)
 
 
-@pytest.mark.parametrize("variant", ["dense", "altup", "recycled_altup", "moe"])
+@pytest.mark.parametrize("variant", ["dense", "altup", "recycled_altup", "moe",
+                                     "sequence_altup"])
 def test_incremental_decoding_equals_teacher_forcing(variant):
   # Capacity factor = experts / k: no token is ever dropped, with groups of any size.
   cfg = micro_config(variant, eval_capacity_factor=2.0)
@@ -249,7 +250,7 @@ def test_decode_step_without_cache_length_is_rejected():
 
 # ---------------------------------------------------------------- axes, dtypes, dropout
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS + ("sequence_altup",))
 def test_every_parameter_has_logical_axes_from_the_table(variant):
   cfg = micro_config(variant)
   batch = random_batch(cfg)
