@@ -86,6 +86,8 @@ def test_variant_parameter_counts(size):
   moe_extra = sparse * ((e - 1) * 3 * d * s["mlp_dim"] + d * e)
   assert count(config_for(size, "moe")) == dense + moe_extra
   assert count(config_for(size, "altup_moe")) == count(config_for(size, "altup")) + moe_extra
+  # Sequence-AltUp: 2 predict scalars and 1 correct scalar per encoder layer.
+  assert count(config_for(size, "sequence_altup")) == dense + 3 * s["num_encoder_layers"]
 
 
 def test_recycled_tree_is_dense_tree_plus_coefficients():
@@ -203,7 +205,8 @@ def test_packing_isolates_examples(variant):
     start += len(out)
 
 
-@pytest.mark.parametrize("variant", ["dense", "altup", "recycled_altup", "moe"])
+@pytest.mark.parametrize("variant", ["dense", "altup", "recycled_altup", "moe",
+                                     "sequence_altup"])
 def test_incremental_decoding_equals_teacher_forcing(variant):
   # Capacity factor = experts / k: no token is ever dropped, with groups of any size.
   cfg = micro_config(variant, eval_capacity_factor=2.0)
@@ -247,7 +250,7 @@ def test_decode_step_without_cache_length_is_rejected():
 
 # ---------------------------------------------------------------- axes, dtypes, dropout
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS + ("sequence_altup",))
 def test_every_parameter_has_logical_axes_from_the_table(variant):
   cfg = micro_config(variant)
   batch = random_batch(cfg)

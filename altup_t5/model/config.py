@@ -23,6 +23,9 @@ class Variant(str, enum.Enum):
   ALTUP = "altup"  # K-wide representation, K*d embedding table and softmax input.
   RECYCLED_ALTUP = "recycled_altup"  # K-wide representation from a d-wide embedding.
   ALTUP_MOE = "altup_moe"  # AltUp around layers whose FFN is sparse where MoE's is.
+  # Dense widths; each encoder layer computes on every stride-th token and predicts and
+  # corrects the others (model/sequence_altup.py has the equations and choices).
+  SEQUENCE_ALTUP = "sequence_altup"
 
 
 class Schedule(str, enum.Enum):
@@ -88,6 +91,9 @@ class T5Config:
   # The wide baseline's multiplier of d, heads and mlp (`config_for` applies it): the
   # paper's "2x wider model" is 2, compared with AltUp at K=2.
   width_factor: int = 2
+  # Sequence-AltUp's stride s: encoder layers compute on tokens 0, s, 2s, ...
+  # (gin: SEQUENCE_ALTUP_STRIDE). Must be >= 2 and <= the encoder input length.
+  sequence_altup_stride: int = 2
 
   # MoE: `num_experts` experts of width `expert_mlp_dim` (0 means mlp_dim).
   num_experts: int = 8
@@ -125,7 +131,7 @@ class T5Config:
           f"dtype={self.dtype!r} is not a dtype; use 'float32' or 'bfloat16'") from None
     for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim",
                  "num_encoder_layers", "num_decoder_layers", "relpos_num_buckets",
-                 "relpos_max_distance", "altup_k", "width_factor", "num_experts",
+                 "relpos_max_distance", "altup_k", "width_factor", "sequence_altup_stride", "num_experts",
                  "expert_mlp_dim", "moe_layer_interval", "num_selected_experts",
                  "moe_min_capacity", "moe_group_size"):
       check_int(name, getattr(self, name))  # types here; ranges below, as they apply
@@ -144,6 +150,10 @@ class T5Config:
       raise SettingError(
           f"altup_k={self.altup_k} must be >= 2 for variant {self.variant.value!r} "
           "(AltUp needs at least two blocks)")
+    if self.uses_sequence_altup and self.sequence_altup_stride < 2:
+      raise SettingError(
+          f"sequence_altup_stride={self.sequence_altup_stride} must be an integer >= 2 "
+          "(and <= the encoder input length) for variant 'sequence_altup'")
     if self.uses_moe:
       if self.num_experts < 1:
         raise SettingError(f"num_experts={self.num_experts} must be >= 1")
@@ -168,6 +178,11 @@ class T5Config:
   @property
   def uses_altup(self) -> bool:
     return self.variant in (Variant.ALTUP, Variant.RECYCLED_ALTUP, Variant.ALTUP_MOE)
+
+  @property
+  def uses_sequence_altup(self) -> bool:
+    """Sequence-AltUp: d-wide like dense (uses_altup is False), strided encoder layers."""
+    return self.variant == Variant.SEQUENCE_ALTUP
 
   @property
   def uses_moe(self) -> bool:

@@ -15,7 +15,8 @@ def model_flops(cfg: T5Config, batch: int, inputs_length: int, targets_length: i
   one for the weight gradient). Counted: q/k/v/out projections, attention scores and
   weighted values (over all keys, as computed: masks do not skip work), the MLP
   kernels, the logits (K*d -> vocab for AltUp), AltUp's predict ([K, K] by [K, d] per
-  token and layer) and MoE's router. MoE experts count the slots they process at the
+  token and layer) and MoE's router. Sequence-AltUp's encoder layers count their
+  ceil(inputs_length / stride) anchors; the decoder's cross-attention all inputs. MoE experts count the slots they process at the
   capacity in force (train capacity factor for `train=True`, eval otherwise), full or
   not: `num_groups * num_experts * capacity` tokens per sparse layer. Not counted:
   the embedding lookup (a gather), norms, softmax, AltUp's correct step, MoE dispatch
@@ -40,9 +41,12 @@ def model_flops(cfg: T5Config, batch: int, inputs_length: int, targets_length: i
   altup_predict = cfg.altup_k ** 2 * d if cfg.uses_altup else 0  # per token
   enc_tokens, dec_tokens = batch * inputs_length, batch * targets_length
   macs = 0
+  # Sequence-AltUp: the encoder layers run on the anchors only.
+  enc_len = (-(-inputs_length // cfg.sequence_altup_stride) if cfg.uses_sequence_altup
+             else inputs_length)
   for layer in range(cfg.num_encoder_layers):
-    macs += batch * attention(inputs_length, inputs_length)
-    macs += feed_forward(layer, enc_tokens, cfg.encoder_router)
+    macs += batch * attention(enc_len, enc_len)
+    macs += feed_forward(layer, batch * enc_len, cfg.encoder_router)
     macs += enc_tokens * altup_predict
   for layer in range(cfg.num_decoder_layers):
     macs += batch * attention(targets_length, targets_length)  # self-attention

@@ -11,7 +11,9 @@ One set of modules builds all of them; `T5Config.variant` decides:
   normalised over K*d and projected K*d -> vocab at the output;
 - recycled_altup: a `[vocab, d]` table replicated K times; the K output blocks are
   summed back to d before the final norm and the d -> vocab projection;
-- altup_moe: AltUp around layers whose FFN is sparse where MoE's is.
+- altup_moe: AltUp around layers whose FFN is sparse where MoE's is;
+- sequence_altup: dense widths; each encoder layer runs on every stride-th token and
+  the others are predicted and corrected (`sequence_altup.SequenceAltUp`).
 Every AltUp layer is `altup.alternating_update` around the unchanged d-wide layer, and
 the encoder hands the decoder a d-wide memory (`altup.sum_blocks`, then the norm).
 
@@ -28,6 +30,7 @@ from flax import linen as nn
 from altup_t5.model import altup as altup_lib
 from altup_t5.model import layers
 from altup_t5.model import moe
+from altup_t5.model import sequence_altup as seq_altup_lib
 from altup_t5.model.config import Router, T5Config, Variant, config_for  # re-exported
 from altup_t5.model.layers import constrain, dropout
 
@@ -66,8 +69,14 @@ class EncoderLayer(nn.Module):
   layer: int
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, valid: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, bias: Array, valid: Array, deterministic: bool,
+               anchored: Array | None = None) -> Array:
     cfg = self.config
+    if cfg.uses_sequence_altup:
+      # The layer sees only the anchors: their rows and columns of the full bias
+      # (masks and relative positions), and their validity for MoE.
+      s = cfg.sequence_altup_stride
+      bias, valid = bias[:, :, ::s, ::s], valid[:, ::s]
 
     def layer_fn(h):  # [batch, length, emb_dim] -> [batch, length, emb_dim]
       a = layers.RMSNorm(dtype=cfg.activation_dtype, name="pre_attention_layer_norm")(h)
@@ -78,7 +87,12 @@ class EncoderLayer(nn.Module):
       m = _feed_forward(cfg, self.layer, cfg.encoder_router, m, valid, deterministic)
       return h + dropout(cfg.dropout_rate, m, deterministic)
 
-    x = _with_altup(cfg, self.layer, x, layer_fn)
+    if cfg.uses_sequence_altup:
+      x = seq_altup_lib.sequence_alternating_update(
+          seq_altup_lib.SequenceAltUp(name="sequence_altup"), x, anchored,
+          cfg.sequence_altup_stride, layer_fn)
+    else:
+      x = _with_altup(cfg, self.layer, x, layer_fn)
     return constrain(x, _representation_axes(cfg))
 
 
@@ -148,8 +162,13 @@ class Encoder(nn.Module):
                                               name="relpos_bias")(length, length)
     x = dropout(cfg.dropout_rate, embed(cfg, self.embedder, tokens), deterministic)
     x = constrain(x, _representation_axes(cfg))
+    anchored = None
+    if cfg.uses_sequence_altup:
+      seq_altup_lib.check_stride(cfg.sequence_altup_stride, length)
+      anchored = seq_altup_lib.anchored_mask(valid, segment_ids, cfg.sequence_altup_stride)
     for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, i, name=f"layers_{i}")(x, bias, valid, deterministic)
+      x = EncoderLayer(cfg, i, name=f"layers_{i}")(x, bias, valid, deterministic,
+                                                   anchored)
     if cfg.uses_altup:
       x = altup_lib.sum_blocks(x)  # [batch, length, K, d] -> [batch, length, d]
     x = layers.RMSNorm(dtype=cfg.activation_dtype, name="encoder_norm")(x)
