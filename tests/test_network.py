@@ -292,9 +292,8 @@ def test_dropout_is_active_only_when_enabled():
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: config_for("medium"), "size='medium' is not one of 'micro', 'tiny', 'tiny2x', 'small', "
-                                   "'base', "
-                                   "'large', 'xl', 'xxl'"),
+    (lambda: config_for("medium"), "size='medium' is not one of 'tiny', 'small', 'base', "
+                                   "'large', 'xl', 'xxl', 'micro', 'tiny2x'"),
     (lambda: config_for("small", "sparse"), "variant='sparse' is not one of 'dense', "
                                             "'wide', 'moe', 'altup', 'recycled_altup', "
                                             "'altup_moe'"),

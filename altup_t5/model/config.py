@@ -229,12 +229,8 @@ class T5Config:
 # `micro` and `tiny2x` bracket `tiny`, so a CPU study has three sizes per method (the
 # paper's speedup is read off quality-vs-speed curves across sizes).
 SIZES: dict[str, dict[str, int]] = {
-    "micro": dict(vocab_size=8192, emb_dim=64, num_heads=2, head_dim=32, mlp_dim=192,
-                  num_encoder_layers=2, num_decoder_layers=2),
     "tiny": dict(vocab_size=8192, emb_dim=128, num_heads=4, head_dim=32, mlp_dim=384,
                  num_encoder_layers=4, num_decoder_layers=4),
-    "tiny2x": dict(vocab_size=8192, emb_dim=192, num_heads=6, head_dim=32, mlp_dim=576,
-                   num_encoder_layers=6, num_decoder_layers=6),
     "small": dict(emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024,
                   num_encoder_layers=8, num_decoder_layers=8),
     "base": dict(emb_dim=768, num_heads=12, head_dim=64, mlp_dim=2048,
@@ -245,6 +241,11 @@ SIZES: dict[str, dict[str, int]] = {
                num_encoder_layers=24, num_decoder_layers=24),
     "xxl": dict(emb_dim=4096, num_heads=64, head_dim=64, mlp_dim=10240,
                 num_encoder_layers=24, num_decoder_layers=24),
+    # The CPU frontier around `tiny` (listed last, so messages keep the paper's order).
+    "micro": dict(vocab_size=8192, emb_dim=64, num_heads=2, head_dim=32, mlp_dim=192,
+                  num_encoder_layers=2, num_decoder_layers=2),
+    "tiny2x": dict(vocab_size=8192, emb_dim=192, num_heads=6, head_dim=32, mlp_dim=576,
+                   num_encoder_layers=6, num_decoder_layers=6),
 }
 
 
