@@ -23,7 +23,7 @@ ALLOWED = {
     "inference": {"model", "training", "data"},
     "jobs": {"model", "training", "inference", "data", "t5x"},
     "t5x": {"model", "training"},
-    "studies": {"model", "training", "data", "cli"},
+    "studies": {"model", "training", "inference", "jobs", "data", "cli"},
     "bench": {"model", "training", "inference"},
 }
 LEAF_MODULES = {"errors", "resources"}

@@ -115,6 +115,8 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
     task = tasks.get_task_or_mixture(data.mixture_or_task_name)
     vocab_size = model.config.vocab_size
     vocabulary = load.task_vocabulary(task, vocab_size, data.mixture_or_task_name)
+    model = model.with_trivial_ids(seq2seq.TrivialIds.of_vocabulary(
+        task.output_features["targets"].vocabulary))
     if evaluate and evaluate.data:
       load.task_vocabulary(tasks.get_task_or_mixture(evaluate.data.mixture_or_task_name),
                            vocab_size, evaluate.data.mixture_or_task_name)

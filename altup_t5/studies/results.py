@@ -6,14 +6,19 @@ step, compiled memory), `metrics.jsonl` (training and evaluation records) and
 `study_run.json`, written by `compare` when the training process ends (status, exit
 code, the error's last line, wall time, peak resident memory).
 
-Speedup at equal quality (the paper's measure): the quality target is the dense
-baseline's final held-out accuracy; the steps (or training seconds) each run needs to
-first reach it are read off its evaluation curve, interpolating linearly between the
-two evaluations around the crossing; speedup = baseline's / variant's. A run whose
-curve never reaches the target has no speedup (`None`, shown as "not reached"); one
-already past it at its first evaluation has a lower bound (shown as ">= 1.50x").
-Only finished runs get speedups. The same is computed for the held-out loss (lower
-is better), which separates small models long before their accuracy does.
+*Training speedup* (this project's measure; the paper's own speedup is inference
+speed at equal quality, `studies/speedup.py`): the quality target is the dense
+baseline's final held-out accuracy (same size, same seed); the steps (or training
+seconds) each run needs to first reach it are read off its evaluation curve,
+interpolating linearly between the two evaluations around the crossing; speedup =
+baseline's / variant's. A run whose curve never reaches the target has no speedup
+(`None`, shown as "not reached"); one already past it at its first evaluation has a
+lower bound (shown as ">= 1.50x"). Only finished pretraining runs get speedups. The
+same is computed for the held-out loss (lower is better), which separates small
+models long before their accuracy does.
+
+A fine-tuning run's quality is its last inference evaluation: the mean of the study's
+chosen "task/metric" values (all of them by default), each on the metric's own scale.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class EvalPoint:
   loss: float
   train_seconds: float  # training time (no evaluation or checkpointing) up to `step`
   num_tokens: float = float("nan")  # held-out target tokens the accuracy counts
+  nonsentinel_accuracy: float = float("nan")  # accuracy on targets that are not trivial
+  trivial_floor: float = float("nan")  # share of targets that are sentinels or EOS
 
 
 @dataclasses.dataclass
@@ -60,6 +67,8 @@ class RunResult:
   size: str
   variant: str
   model_dir: str
+  seed: int = 0
+  stage: str = "pretrain"
   status: str = NOT_RUN
   error: str = ""
   altup_k: int = 2
@@ -75,13 +84,27 @@ class RunResult:
   evals: list[EvalPoint] = dataclasses.field(default_factory=list)
   train_steps: list[int] = dataclasses.field(default_factory=list)
   train_loss: list[float] = dataclasses.field(default_factory=list)
+  # The last inference evaluation ({"task/metric": value}) and the downstream quality
+  # the study reads from it (fine-tuning runs).
+  infer_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+  downstream: float | None = None
+  # The timing phase (`studies/timing.py`): teacher-forced scoring at the evaluation
+  # shape, and greedy decoding at the task's target length (fine-tuning runs).
+  score_examples_per_second: float | None = None
+  decode_tokens_per_second: float | None = None
+  timing_error: str = ""
   # Filled by `add_speedups`: at the baseline's final accuracy, and final loss.
   by_accuracy: Speedup | None = None
   by_loss: Speedup | None = None
 
   @property
-  def name(self) -> str:
+  def group(self) -> str:
     return f"{self.size}_{self.variant}"
+
+  @property
+  def name(self) -> str:
+    suffix = "_finetune" if self.stage == "finetune" else ""
+    return f"{self.group}_seed{self.seed}{suffix}"
 
   @property
   def final(self) -> EvalPoint | None:
@@ -105,16 +128,22 @@ def write_status(model_dir: str, status: dict) -> None:
   os.replace(path + ".tmp", path)  # never a half-written status
 
 
-def read_metrics(model_dir: str) -> tuple[dict[int, dict], dict[int, dict]]:
-  """-> (train records, eval records) by step. A resumed run logs again the steps
-  after its last checkpoint; the later record of a step wins."""
-  train, evals = {}, {}
+def read_metrics(model_dir: str, with_inference: bool = False):
+  """-> (train records, eval records) by step, and with `with_inference` the inference
+  evaluations' records too. A resumed run logs again the steps after its last
+  checkpoint; the later record of a step wins."""
+  train, evals, inferred = {}, {}, {}
   for record in summaries.read_records(model_dir):
     if any(k.startswith("eval/") for k in record):
       evals[record["step"]] = record
+    elif any(k.startswith(INFER_PREFIX) for k in record):
+      inferred[record["step"]] = record
     elif "train/loss" in record:
       train[record["step"]] = record
-  return train, evals
+  return (train, evals, inferred) if with_inference else (train, evals)
+
+
+INFER_PREFIX = "infer_eval/"  # the training loop's inference-evaluation records
 
 
 def last_checkpoint_step(model_dir: str) -> int:
@@ -131,8 +160,11 @@ def is_complete(model_dir: str, task: str, train_steps: int) -> bool:
   return f"eval/{task}/accuracy" in evals.get(train_steps, {})
 
 
-def read_run(size: str, variant: str, model_dir: str, task: str) -> RunResult:
-  result = RunResult(size, variant, model_dir)
+def read_run(run, metrics: Sequence[str] = ()) -> RunResult:
+  """`run` (a `study.Run`) as its directory has it; `metrics` chooses the
+  "task/metric" values averaged into a fine-tuning run's downstream quality."""
+  model_dir, task = run.model_dir, run.task
+  result = RunResult(run.size, run.variant, model_dir, seed=run.seed, stage=run.stage)
   status = read_status(model_dir)
   result.status = status.get("status", NOT_RUN)
   result.error = status.get("error", "")
@@ -152,7 +184,12 @@ def read_run(size: str, variant: str, model_dir: str, task: str) -> RunResult:
     if all(isinstance(s, (int, float)) for s in sizes):
       result.xla_memory_bytes = float(sum(sizes))
 
-  train, evals = read_metrics(model_dir)
+  train, evals, inferred = read_metrics(model_dir, with_inference=True)
+  if inferred:
+    last = inferred[max(inferred)]
+    result.infer_metrics = {k[len(INFER_PREFIX):]: v for k, v in last.items()
+                            if k.startswith(INFER_PREFIX)}
+    result.downstream = downstream_quality(result.infer_metrics, metrics)
   prefix = f"eval/{task}/"
   for step in sorted(evals):
     record = evals[step]
@@ -161,7 +198,9 @@ def read_run(size: str, variant: str, model_dir: str, task: str) -> RunResult:
           step=step, accuracy=record[prefix + "accuracy"],
           loss=record.get(prefix + "loss", float("nan")),
           train_seconds=record.get(prefix + "train_seconds", float("nan")),
-          num_tokens=record.get(prefix + "num_tokens", float("nan"))))
+          num_tokens=record.get(prefix + "num_tokens", float("nan")),
+          nonsentinel_accuracy=record.get(prefix + "nonsentinel_accuracy", float("nan")),
+          trivial_floor=record.get(prefix + "trivial_floor", float("nan"))))
   steps = sorted(train)
   result.train_steps = steps
   result.train_loss = [train[s]["train/loss"] for s in steps]
@@ -176,6 +215,16 @@ def read_run(size: str, variant: str, model_dir: str, task: str) -> RunResult:
   if tokens:
     result.tokens_per_second = statistics.median(tokens)
   return result
+
+
+def downstream_quality(values: dict[str, float], chosen: Sequence[str] = ()
+                       ) -> float | None:
+  """The mean of the `chosen` "task/metric" values (all of them when none is chosen);
+  None when one of the chosen is missing."""
+  names = list(chosen) or sorted(values)
+  if not names or any(n not in values for n in names):
+    return None
+  return float(np.mean([values[n] for n in names]))
 
 
 # --------------------------------------------------------------------- speedup
@@ -214,18 +263,20 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def add_speedups(results: Sequence[RunResult]) -> None:
-  """Fill each finished run's speedups at equal accuracy and at equal loss, against
-  the finished dense run of its size (none for a size without one)."""
-  baselines = {r.size: r for r in results
+  """Fill each finished pretraining run's training speedups at equal accuracy and at
+  equal loss, against the finished dense run of its size and seed (none without one)."""
+  results = [r for r in results if r.stage == "pretrain"]
+  key = lambda r: (r.size, r.seed)
+  baselines = {key(r): r for r in results
                if r.variant == "dense" and r.status == FINISHED and r.evals}
   for quality in ("accuracy", "loss"):
     field = f"by_{quality}"
     for result in results:  # the baseline's own crossing first: it is the numerator
-      base = baselines.get(result.size)
+      base = baselines.get(key(result))
       if base is not None and result.status == FINISHED and result.evals:
         setattr(result, field, _speedup(result, base, quality))
     for result in results:
-      speedup, base = getattr(result, field), baselines.get(result.size)
+      speedup, base = getattr(result, field), baselines.get(key(result))
       if speedup is not None:
         own = getattr(base, field)
         speedup.speedup_steps = _ratio(own.steps, speedup.steps)

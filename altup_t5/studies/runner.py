@@ -5,15 +5,21 @@ r"""Run a study side by side and report it: the paper's table, cost, speedup, pl
   python -m altup_t5.compare configs/cpu_small.toml --out /tmp/cpu_small \
       --report_only --doc docs/REPRODUCTION.md
 
-Each run of the study (sizes x variants, see `altup_t5.studies.study`) trains in its own
-`python -m altup_t5.train` process with MODEL_DIR = OUT/<size>_<variant>, so a crash
-is contained: it is recorded (exit code and the error's last line) and the other runs
-go on. Rerunning the same command continues an interrupted study: finished runs are
-skipped, a half-finished run resumes from its checkpoints. Everything that can be
-checked -- the study file, sizes, variants, every run's gin bindings, the task -- is
-checked before the first run starts (exit status 2, one line).
+Each run of the study (sizes x variants x seeds, see `altup_t5.studies.study`) trains
+in its own `python -m altup_t5.train` process with MODEL_DIR =
+OUT/<size>_<variant>_seed<seed>, so a crash is contained: it is recorded (exit code and
+the error's last line) and the other runs go on. With a [finetune] table, every
+finished pretraining run is then fine-tuned (OUT/<...>_finetune). Then the timing
+phase (`studies/timing.py`) measures every finished run's inference speed in a child
+process of its own. Rerunning the same command continues an interrupted study:
+finished runs are skipped, a half-finished run resumes from its checkpoints, and the
+timing phase runs again only if a finished run has no timing yet. Everything that can
+be checked -- the study file, sizes, variants, seeds, every run's gin bindings, the
+tasks and the fine-tuning task's metrics -- is checked before the first run starts
+(exit status 2, one line).
 
-Writes OUT/report.md, OUT/results.csv, OUT/curves.csv and PNG plots; with --doc, a
+Writes OUT/report.md, OUT/results.csv (one row per run), OUT/groups.csv (intervals
+over seeds), OUT/curves.csv, OUT/timing.json and PNG plots; with --doc, a
 REPRODUCTION.md skeleton with the plots copied next to it.
 """
 
@@ -38,7 +44,8 @@ from altup_t5.studies import plots
 from altup_t5.studies import report
 from altup_t5.studies import study as study_lib
 from altup_t5.studies import results as study_results
-from altup_t5.studies.results import FAILED, FINISHED, INTERRUPTED
+from altup_t5.studies import timing
+from altup_t5.studies.results import FAILED, FINISHED, INTERRUPTED, NOT_RUN
 
 PROG = "python -m altup_t5.compare"
 TRAIN_MODULE = "altup_t5.train"
@@ -72,6 +79,16 @@ def check_runs(study: study_lib.Study, runs: Sequence[study_lib.Run]) -> None:
   if study.task not in names:
     raise _UsageError(f"study {study.path}: [task] name {study.task!r} is not a "
                       f"registered task or mixture; allowed: {', '.join(names)}")
+  if study.finetune is not None:
+    name = study.finetune.task
+    if name not in names:
+      raise _UsageError(f"study {study.path}: [finetune] task {name!r} is not a "
+                        f"registered task or mixture; allowed: {', '.join(names)}")
+    members = tasks.get_task_or_mixture(name)
+    members = getattr(members, "tasks", [members])
+    if not any(t.metric_fns for t in members):
+      raise _UsageError(f"study {study.path}: [finetune] task {name!r} has no metrics "
+                        "to evaluate its decoded outputs with; choose a labelled task")
 
 
 def _select(option: str | None, allowed: Sequence[str], what: str):
@@ -180,8 +197,7 @@ def train_run(run: study_lib.Run, study: study_lib.Study, forwarder: _Forwarder)
       proc.returncode = os.waitstatus_to_exitcode(wait_status)
       proc.stdout.close()
       forwarder.child = None
-  complete = study_results.is_complete(run.model_dir, study.task,
-                                       study.budget.train_steps)
+  complete = study_results.is_complete(run.model_dir, run.task, run.train_steps)
   if proc.returncode == 0 and complete:
     status, error = FINISHED, ""
   elif proc.returncode == 0:  # SIGTERM: saved and exited early
@@ -190,7 +206,7 @@ def train_run(run: study_lib.Run, study: study_lib.Study, forwarder: _Forwarder)
     status, error = FAILED, error_line("".join(tail), proc.returncode)
   record = {
       "status": status, "error": error, "returncode": proc.returncode,
-      "train_steps": study.budget.train_steps, "resumed_from_step": resumed_from,
+      "train_steps": run.train_steps, "resumed_from_step": resumed_from,
       "wall_seconds": time.time() - start,
       "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports KiB
       "flags": run.flags(), "code_digest": digest,
@@ -200,18 +216,31 @@ def train_run(run: study_lib.Run, study: study_lib.Study, forwarder: _Forwarder)
   return record
 
 
-def _state(run: study_lib.Run, study: study_lib.Study) -> tuple[bool, str]:
+def _finished(run: study_lib.Run) -> bool:
+  return (study_results.read_status(run.model_dir).get("status") == FINISHED and
+          study_results.is_complete(run.model_dir, run.task, run.train_steps))
+
+
+def _state(run: study_lib.Run) -> tuple[bool, str]:
   """(finished already?, a few words on where the run stands)."""
-  status = study_results.read_status(run.model_dir)
-  if (status.get("status") == FINISHED and
-      study_results.is_complete(run.model_dir, study.task, study.budget.train_steps)):
-    note = "" if status.get("flags") == run.flags() else (
+  if _finished(run):
+    flags = study_results.read_status(run.model_dir).get("flags")
+    note = "" if flags == run.flags() else (
         " (with other flags than the study's now; delete its directory to redo it)")
     return True, "finished earlier, skipped" + note
   step = study_results.last_checkpoint_step(run.model_dir)
   if step:
-    return False, f"resumed at step {step} of {study.budget.train_steps}"
-  return False, f"new, {study.budget.train_steps} steps"
+    return False, f"resumed at step {step} of {run.train_steps}"
+  return False, f"new, {run.train_steps} steps"
+
+
+def _head(i: int, n: int, run: study_lib.Run) -> str:
+  stage = " finetune" if run.stage == study_lib.FINETUNE else ""
+  return f"[{i}/{n}] {run.size} {run.variant} seed {run.seed}{stage}"
+
+
+def _pretraining_of(run: study_lib.Run) -> str:
+  return run.model_dir[:-len("_finetune")]
 
 
 def _minutes(seconds: float) -> str:
@@ -220,15 +249,25 @@ def _minutes(seconds: float) -> str:
 
 # --------------------------------------------------------------------- study
 def run_study(study: study_lib.Study, runs: Sequence[study_lib.Run]) -> bool:
-  """Train every run not finished yet; True if all of them finish."""
+  """Train every run not finished yet (pretraining runs first); True if all finish.
+  A fine-tuning run whose pretraining did not finish is not started."""
   all_finished, start = True, time.time()
   with _Forwarder() as forwarder:
     for i, run in enumerate(runs, 1):
-      head = f"[{i}/{len(runs)}] {run.size} {run.variant}"
-      finished, where = _state(run, study)
+      head = _head(i, len(runs), run)
+      finished, where = _state(run)
       if finished:
         print(f"{head}: {where}", flush=True)
         continue
+      if run.stage == study_lib.FINETUNE:
+        pretraining = study_results.read_status(_pretraining_of(run)).get("status")
+        if pretraining != FINISHED:
+          all_finished = False
+          reason = f"not started: its pretraining run is {pretraining or NOT_RUN}"
+          study_results.write_status(run.model_dir, {
+              "status": NOT_RUN, "error": reason, "flags": run.flags()})
+          print(f"{head}: {reason}", flush=True)
+          continue
       print(f"{head}: running ({where}); study time so far "
             f"{_minutes(time.time() - start)}", flush=True)
       try:
@@ -240,7 +279,7 @@ def run_study(study: study_lib.Study, runs: Sequence[study_lib.Run]) -> bool:
         raise _Interrupted() from None
       took = _minutes(record["wall_seconds"])
       if record["status"] == FINISHED:
-        result = study_results.read_run(run.size, run.variant, run.model_dir, study.task)
+        result = study_results.read_run(run)
         accuracy = result.final.accuracy if result.final else float("nan")
         print(f"{head}: finished in {took}, held-out accuracy {100 * accuracy:.2f}%",
               flush=True)
@@ -255,12 +294,48 @@ def run_study(study: study_lib.Study, runs: Sequence[study_lib.Run]) -> bool:
   return all_finished
 
 
-def write_outputs(study: study_lib.Study, out_dir: str, doc: str | None
-                  ) -> list[study_results.RunResult]:
-  results = [study_results.read_run(r.size, r.variant, r.model_dir, study.task)
-             for r in study.runs(out_dir)]
+def needs_timing(study: study_lib.Study, out_dir: str) -> bool:
+  """Whether a finished run has no timing yet (or its timing failed)."""
+  timed = timing.read_timing(out_dir)
+  return any(timed.get(r.name, {}).get("error", "missing")
+             for r in timing.finished_runs(study, out_dir))
+
+
+def run_timing(study_path: str, out_dir: str, rounds: int) -> str:
+  """The timing phase in a child process (a quiet process with only the timed models
+  in it); returns "" or the error line of a failed phase."""
+  command = [sys.executable, "-m", "altup_t5.compare", study_path, "--out", out_dir,
+             "--timing_only", "--rounds", str(rounds)]
+  print(f"timing phase: {shlex.join(command[1:])}", flush=True)
+  proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, check=False)
+  sys.stderr.write(proc.stdout)
+  return "" if proc.returncode == 0 else error_line(proc.stdout, proc.returncode)
+
+
+def _attach_timing(results, out_dir: str, phase_error: str) -> None:
+  timed = timing.read_timing(out_dir)
+  for r in results:
+    entry = timed.get(r.name)
+    if r.status != FINISHED:
+      continue
+    if entry is None:
+      r.timing_error = f"timing phase failed: {phase_error}" if phase_error else \
+          "not timed"
+      continue
+    r.timing_error = entry.get("error", "")
+    r.score_examples_per_second = entry.get("score_examples_per_second")
+    r.decode_tokens_per_second = entry.get("decode_tokens_per_second")
+
+
+def write_outputs(study: study_lib.Study, out_dir: str, doc: str | None,
+                  timing_error: str = "") -> list[study_results.RunResult]:
+  runs = study.all_runs(out_dir)
+  metrics = study.finetune.metrics if study.finetune else ()
+  results = [study_results.read_run(r, metrics) for r in runs]
   study_results.add_speedups(results)
-  commands = [display_command(r) for r in study.runs(out_dir)]
+  _attach_timing(results, out_dir, timing_error)
+  commands = [display_command(r) for r in runs]
   os.makedirs(out_dir, exist_ok=True)
   figures = plots.plot_curves(results, out_dir, study.name)
   report.write_report(study, results, out_dir, commands, figures)
@@ -291,6 +366,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="train nothing; write the report from OUT's run directories")
   parser.add_argument("--doc", metavar="PATH",
                       help="also write a REPRODUCTION.md skeleton there, plots next to it")
+  parser.add_argument("--timing_only", action="store_true",
+                      help="train nothing; time every finished run into OUT/timing.json")
+  parser.add_argument("--rounds", type=int, default=5,
+                      help="timing rounds, each timing every run once (default 5)")
   return parser.parse_args(argv)
 
 
@@ -309,8 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = study_lib.load_study(args.study)
     variants = _select(args.only, study.variants, "only")
     sizes = _select(args.sizes, study.sizes, "sizes")
-    runs = study.runs(out_dir, sizes=sizes, variants=variants)
-    if not args.report_only:
+    runs = study.all_runs(out_dir, sizes=sizes, variants=variants)
+    if args.rounds < 1:
+      raise _UsageError(f"--rounds={args.rounds} must be >= 1")
+    if not (args.report_only or args.timing_only):
       check_runs(study, runs)
   except (study_lib.StudyError, _UsageError) as error:
     print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -318,11 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   if args.dry_run:
     for i, run in enumerate(runs, 1):
-      print(f"[{i}/{len(runs)}] {run.size} {run.variant}: {_state(run, study)[1]}\n"
+      print(f"{_head(i, len(runs), run)}: {_state(run)[1]}\n"
             f"  {display_command(run)}")
     return 0
+  if args.timing_only:
+    timing.time_study(study, out_dir, args.rounds)
+    return 0
 
-  ok = True
+  ok, timing_error = True, ""
   if not args.report_only:
     os.makedirs(out_dir, exist_ok=True)
     shutil.copyfile(args.study, os.path.join(out_dir, "study.toml"))  # the record
@@ -331,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Interrupted:
       print(f"{PROG}: interrupted; rerun the same command to continue", file=sys.stderr)
       return 130
-  results = write_outputs(study, out_dir, args.doc)
+    if needs_timing(study, out_dir):
+      timing_error = run_timing(args.study, out_dir, args.rounds)
+  results = write_outputs(study, out_dir, args.doc, timing_error)
   print(f"\n{report.accuracy_table(results)}\n\nReport: "
         f"{os.path.join(out_dir, 'report.md')}" +
         (f"; reproduction notes: {args.doc}" if args.doc else ""), flush=True)

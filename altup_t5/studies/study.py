@@ -2,10 +2,17 @@
 
 A study is a TOML file in `configs/` (comments allowed, no new dependency):
 
-  [study]      sizes = ["small", "base"], variants = ["dense", "altup"], description
+  [study]      sizes = ["small", "base"], variants = ["dense", "altup"], description,
+               seeds = [0, 1, 2] (default [0]; every (size, variant, seed) is one run),
+               exclude = ["large_wide"] (runs of the grid not to train; never a dense
+               run that a variant of its size needs)
   [task]       name, feature_lengths = {inputs = .., targets = ..}, vocabulary (optional)
-  [budget]     train_steps, batch_size, checkpoint_period, log_period, random_seed
+  [budget]     train_steps, batch_size, checkpoint_period, log_period
   [evaluation] period, steps  (held-out teacher-forced accuracy on the task's validation split)
+  [finetune]   optional: task, feature_lengths, train_steps, batch_size, eval_period,
+               infer_examples, metrics (["task/metric", ...], averaged into the
+               downstream quality; default every metric of the final inference
+               evaluation), bindings (a table of gin bindings for the fine-tuning runs)
   [gin]        files = [...]  extra gin files after the size, variant and run files;
                [gin.bindings], [gin.by_size.<size>], [gin.by_variant.<variant>],
                [gin.by_run.<size>_<variant>]: `NAME = value` bindings, applied in that
@@ -15,6 +22,12 @@ A study is a TOML file in `configs/` (comments allowed, no new dependency):
 
 `dense` must be one of the variants: every speedup is measured against it. The
 macros the study's own tables set (STUDY_MACROS) cannot be rebound in [gin].
+
+Run directories are OUT/<size>_<variant>_seed<seed> (pretraining) and, with a
+[finetune] table, OUT/<size>_<variant>_seed<seed>_finetune, which starts from the
+pretraining run's last checkpoint. A fine-tuning run gets the study's gin files and its
+[gin.by_size], [gin.by_variant] and [gin.by_run] bindings (they shape the network),
+not [gin.bindings] (pretraining's hyperparameters), then [finetune] bindings.
 
 `load_study` checks everything it can without importing the model or the data, and
 raises `StudyError` (a one-line ValueError naming the problem and the allowed values).
@@ -35,21 +48,27 @@ from altup_t5.model import config as config_lib
 VARIANTS = tuple(v.value for v in config_lib.Variant)
 SIZES = tuple(config_lib.SIZES)
 RUN_GIN_FILE = "runs/pretrain.gin"
+FINETUNE_GIN_FILE = "runs/finetune.gin"
+PRETRAIN, FINETUNE = "pretrain", "finetune"
 
 # Macros a study sets from its own tables: every run of a study must share them, so
 # `[gin.*]` bindings may not override them.
 STUDY_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                 "TRAIN_STEPS", "BATCH_SIZE", "EVAL_PERIOD", "EVAL_STEPS",
-                "CHECKPOINT_PERIOD", "LOG_PERIOD", "RANDOM_SEED", "VOCABULARY")
+                "CHECKPOINT_PERIOD", "LOG_PERIOD", "RANDOM_SEED", "VOCABULARY",
+                "INITIAL_CHECKPOINT_PATH")
 
 _TABLES = {  # table -> (required keys, optional keys)
-    "study": (("sizes", "variants"), ("name", "description")),
+    "study": (("sizes", "variants"), ("name", "description", "seeds", "exclude")),
     "task": (("name", "feature_lengths"), ("vocabulary",)),
     "budget": (("train_steps", "batch_size"),
                ("checkpoint_period", "log_period", "random_seed")),
     "evaluation": (("period", "steps"), ()),
     "gin": ((), ("files", "bindings", "by_size", "by_variant", "by_run")),
+    "finetune": (("task", "feature_lengths", "train_steps", "batch_size"),
+                 ("eval_period", "infer_examples", "metrics", "bindings")),
 }
+OPTIONAL_TABLES = ("gin", "finetune")
 
 
 class StudyError(ValueError):
@@ -64,21 +83,43 @@ class Budget:
   eval_steps: int  # batches per evaluation
   checkpoint_period: int  # steps between checkpoints: what an interrupted run loses
   log_period: int  # steps between training summaries (the loss curve's resolution)
-  random_seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Finetune:
+  """The fine-tuning stage: every pretraining run fine-tuned on one task or mixture."""
+  task: str
+  feature_lengths: Mapping[str, int]
+  train_steps: int
+  batch_size: int
+  eval_period: int  # steps between inference evaluations (and one at the end)
+  infer_examples: int | None  # per task; None: the whole validation split
+  metrics: tuple[str, ...]  # "task/metric" names averaged; () = all of them
+  bindings: Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One training run of a study."""
+  """One training run of a study: a (size, variant, seed) pretraining or fine-tuning."""
   size: str
   variant: str
+  seed: int
+  stage: str  # PRETRAIN or FINETUNE
+  task: str  # what it trains on and evaluates
+  train_steps: int
   model_dir: str
   gin_files: tuple[str, ...]
   bindings: tuple[tuple[str, str], ...]  # (NAME, gin value text), in order
 
   @property
-  def name(self) -> str:
+  def group(self) -> str:
+    """The (size, variant) the seeds of which are averaged: `<size>_<variant>`."""
     return f"{self.size}_{self.variant}"
+
+  @property
+  def name(self) -> str:
+    suffix = "_finetune" if self.stage == FINETUNE else ""
+    return f"{self.group}_seed{self.seed}{suffix}"
 
   def flags(self) -> list[str]:
     """The `python -m altup_t5.train` flags of this run."""
@@ -93,28 +134,58 @@ class Study:
   description: str
   sizes: tuple[str, ...]
   variants: tuple[str, ...]
+  seeds: tuple[int, ...]
+  exclude: tuple[str, ...]  # `<size>_<variant>` groups not trained
   task: str
   feature_lengths: Mapping[str, int]
   vocabulary: str | None
   budget: Budget
+  finetune: Finetune | None
   gin_files: tuple[str, ...]
   bindings: Mapping[str, Any]
   by_size: Mapping[str, Mapping[str, Any]]
   by_variant: Mapping[str, Mapping[str, Any]]
   by_run: Mapping[str, Mapping[str, Any]]
 
-  def runs(self, out_dir: str, *, sizes=None, variants=None) -> list[Run]:
-    """The study's runs, size-major, each with MODEL_DIR `out_dir/<size>_<variant>`;
-    optionally only some sizes or variants."""
-    return [self.run(size, variant, out_dir)
-            for size in self.sizes if sizes is None or size in sizes
-            for variant in self.variants if variants is None or variant in variants]
+  def groups(self) -> list[tuple[str, str]]:
+    """(size, variant) pairs the study trains, size-major, in the study's order."""
+    return [(size, variant) for size in self.sizes for variant in self.variants
+            if f"{size}_{variant}" not in self.exclude]
 
-  def run(self, size: str, variant: str, out_dir: str) -> Run:
-    model_dir = os.path.join(out_dir, f"{size}_{variant}")
-    files = (f"models/t5_1_1/{size}.gin", f"models/{variant}.gin", RUN_GIN_FILE,
-             *self.gin_files)
+  def runs(self, out_dir: str, *, sizes=None, variants=None,
+           stage: str = PRETRAIN) -> list[Run]:
+    """The study's runs of `stage`, size-major then variant then seed, each with
+    MODEL_DIR `out_dir/<name>`; optionally only some sizes or variants."""
+    if stage == FINETUNE and self.finetune is None:
+      return []
+    make = self.run if stage == PRETRAIN else self.finetune_run
+    return [make(size, variant, seed, out_dir)
+            for size, variant in self.groups()
+            if (sizes is None or size in sizes) and
+            (variants is None or variant in variants)
+            for seed in self.seeds]
+
+  def all_runs(self, out_dir: str, **selection) -> list[Run]:
+    """Pretraining runs, then fine-tuning runs (each needs its pretraining run)."""
+    return (self.runs(out_dir, **selection) +
+            self.runs(out_dir, stage=FINETUNE, **selection))
+
+  def _files(self, size: str, variant: str, run_file: str) -> tuple[str, ...]:
+    return (f"models/t5_1_1/{size}.gin", f"models/{variant}.gin", run_file,
+            *self.gin_files)
+
+  def _shape_bindings(self, size: str, variant: str) -> list[tuple[str, str]]:
+    """[gin.by_size], [gin.by_variant], [gin.by_run]: the most specific last."""
+    out = []
+    for extra in (self.by_size.get(size, {}), self.by_variant.get(variant, {}),
+                  self.by_run.get(f"{size}_{variant}", {})):
+      out += [(k, gin_value(v)) for k, v in extra.items()]
+    return out
+
+  def run(self, size: str, variant: str, seed: int, out_dir: str) -> Run:
     b = self.budget
+    name = f"{size}_{variant}_seed{seed}"
+    model_dir = os.path.join(out_dir, name)
     macros = {
         "MODEL_DIR": model_dir,
         "MIXTURE_OR_TASK_NAME": self.task,
@@ -125,15 +196,39 @@ class Study:
         "EVAL_STEPS": b.eval_steps,
         "CHECKPOINT_PERIOD": b.checkpoint_period,
         "LOG_PERIOD": b.log_period,
-        "RANDOM_SEED": b.random_seed,
+        "RANDOM_SEED": seed,
     }
     if self.vocabulary is not None:
       macros["VOCABULARY"] = self.vocabulary
     bindings = [(k, gin_value(v)) for k, v in macros.items()]
-    for extra in (self.bindings, self.by_size.get(size, {}),
-                  self.by_variant.get(variant, {}), self.by_run.get(f"{size}_{variant}", {})):
-      bindings += [(k, gin_value(v)) for k, v in extra.items()]
-    return Run(size, variant, model_dir, files, tuple(bindings))
+    bindings += [(k, gin_value(v)) for k, v in self.bindings.items()]
+    bindings += self._shape_bindings(size, variant)
+    return Run(size, variant, seed, PRETRAIN, self.task, b.train_steps, model_dir,
+               self._files(size, variant, RUN_GIN_FILE), tuple(bindings))
+
+  def finetune_run(self, size: str, variant: str, seed: int, out_dir: str) -> Run:
+    f, pretrain = self.finetune, self.run(size, variant, seed, out_dir)
+    model_dir = pretrain.model_dir + "_finetune"
+    macros = {
+        "MODEL_DIR": model_dir,
+        "INITIAL_CHECKPOINT_PATH": os.path.join(pretrain.model_dir, "checkpoints"),
+        "MIXTURE_OR_TASK_NAME": f.task,
+        "TASK_FEATURE_LENGTHS": dict(f.feature_lengths),
+        "TRAIN_STEPS": f.train_steps,
+        "BATCH_SIZE": f.batch_size,
+        "EVAL_PERIOD": f.eval_period,
+        "CHECKPOINT_PERIOD": f.train_steps,
+        "LOG_PERIOD": self.budget.log_period,
+        "RANDOM_SEED": seed,
+        "INFER_EXAMPLES": f.infer_examples,
+    }
+    if self.vocabulary is not None:
+      macros["VOCABULARY"] = self.vocabulary
+    bindings = [(k, "None" if v is None else gin_value(v)) for k, v in macros.items()]
+    bindings += self._shape_bindings(size, variant)
+    bindings += [(k, gin_value(v)) for k, v in f.bindings.items()]
+    return Run(size, variant, seed, FINETUNE, f.task, f.train_steps, model_dir,
+               self._files(size, variant, FINETUNE_GIN_FILE), tuple(bindings))
 
 
 def gin_value(value: Any) -> str:
@@ -196,8 +291,10 @@ def load_study(path: str) -> Study:
       eval_steps=_positive(evaluation, "steps", where, "evaluation"),
       checkpoint_period=_positive(budget, "checkpoint_period", where, "budget",
                                   default=steps),
-      log_period=_positive(budget, "log_period", where, "budget", default=10),
-      random_seed=_integer(budget, "random_seed", where, "budget", default=0))
+      log_period=_positive(budget, "log_period", where, "budget", default=10))
+  seeds = _seeds(study, budget, where)
+  exclude = _exclude(study, sizes, variants, where)
+  finetune = _finetune(raw["finetune"], where) if "finetune" in raw else None
 
   files = gin.get("files", [])
   if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
@@ -218,13 +315,79 @@ def load_study(path: str) -> Study:
       name=_string(study, "name", f"{where}: [study] name",
                    default=os.path.splitext(os.path.basename(path))[0]),
       path=path, description=_string(study, "description", "", default=""),
-      sizes=sizes, variants=variants, task=task_name,
+      sizes=sizes, variants=variants, seeds=seeds, exclude=exclude, task=task_name,
       feature_lengths=dict(lengths), vocabulary=vocabulary, budget=parsed_budget,
+      finetune=finetune,
       gin_files=files, bindings=bindings, by_size=by_size, by_variant=by_variant,
       by_run=by_run)
 
 
 # --------------------------------------------------------------------- checks
+def _seeds(study, budget, where: str) -> tuple[int, ...]:
+  """[study] seeds, or the older single [budget] random_seed (default 0)."""
+  if "seeds" in study and "random_seed" in budget:
+    raise StudyError(f"{where}: [budget] random_seed and [study] seeds both set; list "
+                     "the seeds in [study] seeds only")
+  if "seeds" not in study:
+    return (_integer(budget, "random_seed", where, "budget", default=0),)
+  seeds = study["seeds"]
+  if (not isinstance(seeds, list) or not seeds or
+      not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+    raise StudyError(f"{where}: [study] seeds={seeds!r} must be a non-empty list of "
+                     "integers, e.g. [0, 1, 2]")
+  repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+  if repeated:
+    raise StudyError(f"{where}: [study] seeds lists {', '.join(map(str, repeated))} more "
+                     "than once; each seed is one run per size and variant")
+  return tuple(seeds)
+
+
+def _exclude(study, sizes, variants, where: str) -> tuple[str, ...]:
+  """[study] exclude: runs of the sizes x variants grid not to train. Every size a
+  variant keeps needs its dense baseline."""
+  grid = [f"{s}_{v}" for s in sizes for v in variants]
+  names = study.get("exclude", [])
+  if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    raise StudyError(f"{where}: [study] exclude must be a list of <size>_<variant> names")
+  unknown = [n for n in names if n not in grid]
+  if unknown:
+    raise StudyError(f"{where}: [study] exclude: {', '.join(map(repr, unknown))} not in "
+                     f"the study; allowed: {', '.join(grid)}")
+  for size in sizes:
+    if f"{size}_dense" in names:
+      kept = [v for v in variants if v != "dense" and f"{size}_{v}" not in names]
+      if kept:
+        raise StudyError(f"{where}: the dense baseline lacks size {size!r}, which "
+                         f"{', '.join(kept)} has; every variant is compared with dense "
+                         "at its size")
+  return tuple(names)
+
+
+def _finetune(table, where: str) -> Finetune:
+  what = f"{where}: [finetune]"
+  lengths = table["feature_lengths"]
+  if (not isinstance(lengths, dict) or not lengths or
+      not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+              for v in lengths.values())):
+    raise StudyError(f"{what} feature_lengths must be a table of positive integers, "
+                     "e.g. {inputs = 256, targets = 8}")
+  steps = _positive(table, "train_steps", where, "finetune")
+  infer_examples = table.get("infer_examples")
+  if infer_examples is not None:
+    infer_examples = _positive(table, "infer_examples", where, "finetune")
+  metrics = table.get("metrics", [])
+  if (not isinstance(metrics, list) or
+      not all(isinstance(m, str) and "/" in m for m in metrics)):
+    raise StudyError(f"{what} metrics must be a list of 'task/metric' names, e.g. "
+                     "[\"local_author/accuracy\"]")
+  return Finetune(
+      task=_string(table, "task", f"{what} task"), feature_lengths=dict(lengths),
+      train_steps=steps, batch_size=_positive(table, "batch_size", where, "finetune"),
+      eval_period=_positive(table, "eval_period", where, "finetune", default=steps),
+      infer_examples=infer_examples, metrics=tuple(metrics),
+      bindings=_bindings(table.get("bindings", {}), f"{what} bindings"))
+
+
 def _check_tables(raw: Mapping[str, Any], where: str) -> None:
   unknown = sorted(set(raw) - set(_TABLES))
   if unknown:
@@ -232,7 +395,7 @@ def _check_tables(raw: Mapping[str, Any], where: str) -> None:
                      f"{', '.join(_TABLES)}")
   for table, (required, optional) in _TABLES.items():
     if table not in raw:
-      if required:
+      if required and table not in OPTIONAL_TABLES:
         raise StudyError(f"{where}: missing table [{table}] (with "
                          f"{', '.join(required)})")
       continue

@@ -73,12 +73,39 @@ def cross_entropy(logits: Array, targets: Array, label_smoothing: float,
   return nll, z_loss * jnp.square(log_z)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrivialIds:
+  """Target ids that need no language model to predict in span corruption: EOS, and
+  the sentinels (seqio numbers them down from the top of the vocabulary, so they are
+  the ids >= `first_sentinel_id`)."""
+  eos_id: int = 1
+  first_sentinel_id: int | None = None  # None: the vocabulary has no sentinels
+
+  @classmethod
+  def of_vocabulary(cls, vocab) -> "TrivialIds":
+    extra = int(getattr(vocab, "extra_ids", 0) or 0)
+    return cls(int(vocab.eos_id), vocab.vocab_size - extra if extra else None)
+
+  def mask(self, targets: Array) -> Array:
+    trivial = targets == self.eos_id
+    if self.first_sentinel_id is not None:
+      trivial |= targets >= self.first_sentinel_id
+    return trivial
+
+
 class Seq2SeqModel:
   """A `Transformer` plus how to train, evaluate and decode it."""
 
-  def __init__(self, module: Transformer, loss: LossSettings = LossSettings()):
+  def __init__(self, module: Transformer, loss: LossSettings = LossSettings(),
+               trivial_ids: "TrivialIds | None" = None):
     self.module = module
     self.loss = loss
+    # Which target ids span corruption makes trivially predictable; None: EOS (id 1)
+    # only. Set from the task's vocabulary by `with_trivial_ids`.
+    self.trivial_ids = trivial_ids or TrivialIds()
+
+  def with_trivial_ids(self, trivial_ids: "TrivialIds") -> "Seq2SeqModel":
+    return Seq2SeqModel(self.module, self.loss, trivial_ids)
 
   @property
   def config(self):
@@ -108,10 +135,15 @@ class Seq2SeqModel:
     summed = jnp.sum((nll + z) * weights)
     loss = summed / self._normalizer(weights)
     correct = (layers.argmax(logits) == targets).astype(jnp.float32)
+    # Sentinels and EOS: a model that gets only these right scores `trivial_floor`.
+    trivial = self.trivial_ids.mask(targets).astype(jnp.float32)  # [batch, length]
+    nontrivial = weights * (1.0 - trivial)
     metrics: Metrics = {
         "loss": (jnp.sum(nll * weights), num_tokens),  # cross entropy per token
         "z_loss": (jnp.sum(z * weights), num_tokens),
         "accuracy": (jnp.sum(correct * weights), num_tokens),
+        "nonsentinel_accuracy": (jnp.sum(correct * nontrivial), jnp.sum(nontrivial)),
+        "trivial_floor": (jnp.sum(trivial * weights), num_tokens),
         "num_tokens": (num_tokens, jnp.ones(())),
     }
     if self.config.uses_moe:
