@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import functools
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import seqio
 import tensorflow as tf
@@ -120,20 +120,22 @@ def stsb_text(x):
 
 # ------------------------------------------------------------------- registration
 
-def register_text_task(name: str, tfds_name: str, splits: Sequence[str],
+def register_text_task(name: str, tfds_name: str,
+                       splits: Sequence[str] | Mapping[str, str],
                        text_preprocessor: Callable[..., tf.data.Dataset],
                        metric_fns: Sequence[Callable[..., dict]],
                        postprocess_fn: Callable[..., object]) -> seqio.Task:
   """Registers (or re-registers, so a module reload works) one T5-format text task.
 
   `splits` are named explicitly because TFDS only knows a builder's splits once its
-  data is prepared, and seqio would otherwise see none.
+  data is prepared, and seqio would otherwise see none; a map names the TFDS split (or
+  slice) each task split reads, e.g. {"validation": "train[78785:]"}.
   """
   if name in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
       name,
-      source=sources.tfds_source(tfds_name, splits=list(splits)),
+      source=sources.tfds_source(tfds_name, splits=splits),
       preprocessors=[
           text_preprocessor,
           seqio.preprocessors.tokenize,
