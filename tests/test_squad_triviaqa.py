@@ -158,3 +158,77 @@ def test_seqio_evaluator_scores_squad(monkeypatch):
   perfect, nonsense = evaluate_on_mock_data("squad_v010_allanswers", monkeypatch)
   assert perfect == {"em": 100.0, "f1": 100.0}
   assert nonsense["em"] == 0.0
+
+
+# ------------------------------------------- T5's reading-comprehension trivia_qa_v010
+
+def trivia_qa_rc(question, wiki, search, aliases):
+  """A TFDS trivia_qa/rc example; only the fields T5's preprocessor reads matter."""
+  texts = lambda items: tf.constant(items, tf.string, shape=[len(items)])
+  return {"question": question,
+          "answer": {"value": aliases[0], "aliases": texts(aliases),
+                     "normalized_aliases": texts(aliases)},
+          "entity_pages": {"wiki_context": texts(wiki), "title": texts([""] * len(wiki))},
+          "search_results": {"search_context": texts(search),
+                             "title": texts([""] * len(search))}}
+
+
+def test_trivia_qa_v010_one_example_per_document_and_alias_it_contains():
+  example = trivia_qa_rc("Which planet is red?",
+                         ["Mars is the fourth planet.", "Venus is hot."],
+                         ["The Red Planet, Mars, has two moons."],
+                         ["mars", "red planet", "(mars)"])
+  question = "question: Which planet is red ? context: "
+  # Documents in order (Wikipedia, then search), aliases in order within each; found in
+  # lower case; "(mars)", padded to " ( mars ) ", occurs in neither (and is no regex).
+  assert preprocess("trivia_qa_v010", example) == [
+      (question + "Mars is the fourth planet . ", "mars"),
+      (question + "The Red Planet , Mars , has two moons . ", "mars"),
+      (question + "The Red Planet , Mars , has two moons . ", "red planet")]
+  # No document holds an alias: no example.
+  assert preprocess("trivia_qa_v010", trivia_qa_rc("Q?", ["a b"], [], ["zeta"])) == []
+
+
+def _truncated(inputs, targets, max_length, seed=0):
+  dataset = tf.data.Dataset.from_tensors({"inputs": np.array(inputs, np.int32),
+                                          "targets": np.array(targets, np.int32)})
+  with seqio.utils.map_seed_manager(seed):
+    out = qa.trivia_qa_truncate_inputs(dataset, None, {"inputs": max_length})
+  return [ex["inputs"].tolist() for ex in out.as_numpy_iterator()]
+
+
+def test_trivia_qa_truncation_keeps_a_window_with_the_answer():
+  inputs = list(range(100, 120))                  # 20 tokens; the answer 110 111 112
+  windows = {tuple(w) for seed in range(40) for [w] in [_truncated(inputs, [110, 111, 112],
+                                                                   8, seed)]}
+  # Windows of 8 that hold all of 110..112 start at 105 (ends 112) through 110.
+  assert windows <= {tuple(range(s, s + 8)) for s in range(105, 111)} and len(windows) > 1
+  # Short enough: unchanged, answer or not. Too long without the answer: dropped.
+  assert _truncated([5, 6, 7], [9], 8) == [[5, 6, 7]]
+  assert _truncated(inputs, [7, 8], 8) == []
+  # The first occurrence counts: with the answer (7) at positions 2 and 15, every window
+  # starts at 0, 1 or 2.
+  twice = inputs[:2] + [7] + inputs[3:15] + [7] + inputs[16:]
+  windows = {tuple(w) for seed in range(20) for [w] in [_truncated(twice, [7], 8, seed)]}
+  assert windows <= {tuple(twice[s:s + 8]) for s in (0, 1, 2)}
+
+
+def test_trivia_qa_v010_registration_is_t5s():
+  task = seqio.get_mixture_or_task("trivia_qa_v010")
+  assert task.source.tfds_dataset.name == "trivia_qa/rc:1.1.0"
+  assert task.metric_fns == [] and task.postprocessor is None
+
+
+def test_trivia_qa_v010_whole_pipeline_truncates_around_the_answer():
+  example = trivia_qa_rc("Q?", ["x " * 30 + "mars"], [], ["mars"])
+  task = seqio.get_mixture_or_task("trivia_qa_v010")
+  dataset = task.preprocess_postcache(
+      task.preprocess_precache(tf.data.Dataset.from_tensors(example)),
+      sequence_length={"inputs": 12, "targets": 8})
+  [ex] = list(dataset.as_numpy_iterator())
+  assert set(ex) == {"inputs", "targets"}
+  assert ex["targets"].tolist() == [b + 3 for b in b"mars"] + [1]
+  # Bytes: the answer ends the inputs, so the only 12-token window holding it is the last
+  # one, "x x x x mars"; T5's pipeline then trims to 11 tokens before EOS, cutting the
+  # answer's last byte (T5's behaviour, kept).
+  assert ex["inputs"].tolist() == [b + 3 for b in b"x x x x mar"] + [1]

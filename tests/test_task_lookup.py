@@ -20,7 +20,8 @@ EXPECTED = (
                                         "wic", "wsc", "axb", "axg")]
     + ["dpr_v001_simple", "super_glue_wsc_v102_simple_train",
        "super_glue_wsc_v102_simple_eval", "glue_wnli_v002_simple_eval",
-       "squad_v010_allanswers", "squad_v010_context_free", "trivia_qa_open"]
+       "squad_v010_allanswers", "squad_v010_context_free", "trivia_qa_open",
+       "trivia_qa_v010"]
     + [f"super_glue_{t}_v102_1_sentinel" for t in ("boolq", "cb", "copa", "multirc",
                                                    "record", "rte", "wic", "axb", "axg")]
     + ["dpr_v001_simple_1_sentinel", "super_glue_wsc_v102_simple_1_sentinel_train",

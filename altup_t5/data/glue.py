@@ -20,7 +20,7 @@ notes 1.0.1 replaced dead download links and 2.0.0 changed QQP's data source, wi
 formats unchanged. The setting: environment variable ALTUP_T5_GLUE_TFDS_VERSION (read
 when this module is imported), or `register_glue_tasks(version)` afterwards.
 
-The module also holds what `super_glue.py` shares: the output features (both on
+The module also holds what the other T5 task modules share: the output features (on
 `vocabularies.CHOSEN`), T5's GLUE-style formatter and the registration helper.
 """
 
@@ -66,6 +66,12 @@ OUTPUT_FEATURES = {
 
 
 # ------------------------------------------------------------------- T5's formats
+
+def regex_literal(text: tf.Tensor) -> tf.Tensor:
+  """`text` as a literal inside an RE2 pattern (spans and answers may hold
+  metacharacters)."""
+  return tf.strings.regex_replace(text, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
+
 
 def join_features(x: dict[str, tf.Tensor], benchmark_name: str,
                   feature_names: Sequence[str] | None = None) -> tf.Tensor:

@@ -139,7 +139,7 @@ def _qa_em_f1(targets, predictions, normalize, task: str) -> dict[str, float]:
   _check_lengths(targets, predictions)
   scores = []
   for i, (answers, prediction) in enumerate(zip(targets, predictions)):
-    if isinstance(answers, (str, bytes)) or not len(answers):  # pylint: disable=g-explicit-length-test
+    if isinstance(answers, (str, bytes)) or len(answers) == 0:
       raise ValueError(f"{task}: target {i} must be a non-empty list of correct answers "
                        f"(postprocessors.qa); got {answers!r}")
     scores.append(_best_em_f1([normalize(a) for a in answers], normalize(prediction)))

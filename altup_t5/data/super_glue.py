@@ -108,7 +108,7 @@ def _mark_span(text: tf.Tensor, span: tf.Tensor, word_index: tf.Tensor,
 
   Text whose span is not where the index says is left unchanged (as in T5).
   """
-  literal = tf.strings.regex_replace(span, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
+  literal = glue.regex_literal(span)
   pattern = tf.strings.join(
       [r"^((?:\S+\s){", tf.strings.as_string(word_index), "})(", literal, ")"])
   in_range = (word_index >= 0) & (word_index <= _MAX_REGEX_REPEAT)

@@ -6,7 +6,8 @@
   dpr_v001_simple, super_glue_wsc_v102_simple_{train,eval},
   glue_wnli_v002_simple_eval, wsc_dpr_simple_proportional (wsc_dpr.py, super_glue.py)
   squad_v010_allanswers, squad_v010_context_free,
-  trivia_qa_open                                         (qa.py)
+  trivia_qa_open (closed book), trivia_qa_v010           (qa.py)
+  *_1_sentinel, super_glue_v102_proportional_sentinel    (super_glue.py)
   local_span_corruption, local_author, local_same_work,
   local_classification                                   (local_tasks.py, offline)
 """

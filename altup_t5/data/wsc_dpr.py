@@ -39,16 +39,11 @@ WSC_TFDS = "super_glue/wsc.fixed:1.0.2"
 PREFIX = "wsc:"
 
 
-def _escaped(text: tf.Tensor) -> tf.Tensor:
-  """`text` as a literal inside an RE2 pattern (spans may hold metacharacters)."""
-  return tf.strings.regex_replace(text, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
-
-
 @seqio.map_over_dataset
 def dpr_simple_text(x):
   """The pronoun's first occurrence (as a word before " ", "." or ",") in *asterisks*;
   target: the candidate the label picks."""
-  pattern = tf.strings.join([" (", _escaped(x["pronoun"]), r")( |\.|,)"])
+  pattern = tf.strings.join([" (", glue.regex_literal(x["pronoun"]), r")( |\.|,)"])
   marked = tf.strings.regex_replace(x["sentence"], pattern, r" *\1*\2",
                                     replace_global=False)
   return {"inputs": tf.strings.join([PREFIX, marked], separator=" "),
