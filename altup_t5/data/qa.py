@@ -1,5 +1,5 @@
-"""SQuAD and closed-book TriviaQA as seqio tasks in T5's format; importing this module
-registers them.
+"""SQuAD and TriviaQA (closed-book, and T5's reading comprehension) as seqio tasks in
+T5's formats; importing this module registers them.
 
   squad_v010_allanswers    squad/v1.1:3.0.0, train/validation
       "question: Who won ? context: Denver won , 24 - 10 . "  ->  "Denver"
@@ -121,7 +121,9 @@ def trivia_qa_truncate_inputs(dataset: tf.data.Dataset, output_features,
                               sequence_length) -> tf.data.Dataset:
   """Token ids longer than the inputs' length: a random window of that length that holds
   the first occurrence of the target's tokens, or the example is dropped if they do not
-  occur (T5's `trivia_qa_truncate_inputs`). Keeps only "inputs" and "targets", as T5."""
+  occur (T5's `trivia_qa_truncate_inputs`). Keeps only "inputs" and "targets", as T5.
+  As in T5, the window is the full inputs' length and `append_eos_after_trim` then drops
+  its last token for EOS, which can cut an answer that ends the window."""
   del output_features
   max_length = sequence_length["inputs"]
 
