@@ -18,8 +18,18 @@ EXPECTED = (
                                   "ax")]
     + [f"super_glue_{t}_v102" for t in ("boolq", "cb", "copa", "multirc", "record", "rte",
                                         "wic", "wsc", "axb", "axg")]
-    + ["glue_v002_proportional", "super_glue_v102_proportional", "local_span_corruption",
-       "local_author", "local_same_work", "local_classification"])
+    + ["dpr_v001_simple", "super_glue_wsc_v102_simple_train",
+       "super_glue_wsc_v102_simple_eval", "glue_wnli_v002_simple_eval",
+       "squad_v010_allanswers", "squad_v010_context_free", "trivia_qa_open",
+       "trivia_qa_v010"]
+    + [f"super_glue_{t}_v102_1_sentinel" for t in ("boolq", "cb", "copa", "multirc",
+                                                   "record", "rte", "wic", "axb", "axg")]
+    + ["dpr_v001_simple_1_sentinel", "super_glue_wsc_v102_simple_1_sentinel_train",
+       "super_glue_wsc_v102_simple_1_sentinel_eval"]
+    + ["glue_v002_proportional", "super_glue_v102_proportional",
+       "super_glue_v102_proportional_sentinel", "wsc_dpr_simple_proportional",
+       "glue_mnli_and_dev_v002", "local_span_corruption", "local_author", "local_same_work",
+       "local_classification"])
 
 
 def test_every_task_and_mixture_is_registered():

@@ -121,3 +121,52 @@ def test_t5s_wsc_dpr_and_mnli_mixtures():
       "super_glue_wsc_v102_simple_eval": 0}
   assert rates("glue_mnli_and_dev_v002") == {
       "glue_mnli_v002": 1.0, "glue_mnli_matched_v002": 1.0, "glue_mnli_mismatched_v002": 1.0}
+
+
+def wnli(sentence1, sentence2, label=1, idx=4):
+  return {"sentence1": sentence1, "sentence2": sentence2, "label": np.int64(label),
+          "idx": np.int32(idx)}
+
+
+@pytest.mark.parametrize("example, expected", [
+    # T5's documented example: the hypothesis repeats "was tasty" after the pronoun.
+    (wnli("The fish ate the worm. It was tasty.", "The worm was tasty.", 0),
+     ("wsc: The fish ate the worm. *It* was tasty.", "The worm")),
+    # A pronoun with final punctuation: the mark closes before it, then a space.
+    (wnli("Sam put the vase on the shelf and Kim dusted it.", "Kim dusted the shelf."),
+     ("wsc: Sam put the vase on the shelf and Kim dusted *it* .", "the shelf")),
+    # Of two pronouns, the one whose neighbours the hypothesis repeats; a possessive
+    # referent loses its "'s".
+    (wnli("Jane told Ann that she liked her hat.", "Jane told Ann that she liked Ann's hat."),
+     ("wsc: Jane told Ann that she liked *her* hat.", "Ann")),
+    # The referent keeps the hypothesis's capitals, from its last article on.
+    (wnli("The dog chased the Cat until it was tired.", "The dog chased the Cat until the "
+          "Cat was tired."),
+     ("wsc: The dog chased the Cat until *it* was tired.", "the Cat")),
+    # Words that are regex metacharacters are matched literally.
+    (wnli("Bo paid (cash) to Al so he could go.", "Bo paid (cash) to Al so Al could go."),
+     ("wsc: Bo paid (cash) to Al so *he* could go.", "Al")),
+])
+def test_wnli_simple_eval_format(example, expected):
+  assert preprocess("glue_wnli_v002_simple_eval", example) == [expected]
+
+
+def test_wnli_simple_eval_keeps_what_wsc_simple_scores():
+  ds = tf.data.Dataset.from_tensors(wnli("The fish ate the worm. It was tasty.",
+                                         "The worm was tasty.", 0, idx=9))
+  [ex] = list(wsc_dpr.wnli_simple_text(ds).as_numpy_iterator())
+  assert (ex["premise"], ex["hypothesis"]) == (b"The fish ate the worm. It was tasty.",
+                                               b"The worm was tasty.")
+  assert ex["label"] == 0 and ex["idx"] == 9
+  import seqio  # pylint: disable=g-import-not-at-top
+  task = seqio.get_mixture_or_task("glue_wnli_v002_simple_eval")
+  assert task.postprocessor is wsc_dpr.wsc_simple
+  assert [f.__name__ for f in task.metric_fns] == ["accuracy"]
+  assert task.source.tfds_dataset.name == "glue/wnli:1.0.0"
+  assert task.splits == ("validation", "test")
+
+
+def test_wnli_without_a_pronoun_is_a_clear_error():
+  with pytest.raises(ValueError, match=r"^WNLI: no pronoun \(he, she, .*\) in the premise "
+                                       r"'Rain fell\.'$"):
+    wsc_dpr.wnli_simple_strings("Rain fell.", "Rain fell.")

@@ -20,7 +20,7 @@ notes 1.0.1 replaced dead download links and 2.0.0 changed QQP's data source, wi
 formats unchanged. The setting: environment variable ALTUP_T5_GLUE_TFDS_VERSION (read
 when this module is imported), or `register_glue_tasks(version)` afterwards.
 
-The module also holds what `super_glue.py` shares: the output features (both on
+The module also holds what the other T5 task modules share: the output features (on
 `vocabularies.CHOSEN`), T5's GLUE-style formatter and the registration helper.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import functools
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import seqio
 import tensorflow as tf
@@ -66,6 +66,12 @@ OUTPUT_FEATURES = {
 
 
 # ------------------------------------------------------------------- T5's formats
+
+def regex_literal(text: tf.Tensor) -> tf.Tensor:
+  """`text` as a literal inside an RE2 pattern (spans and answers may hold
+  metacharacters)."""
+  return tf.strings.regex_replace(text, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
+
 
 def join_features(x: dict[str, tf.Tensor], benchmark_name: str,
                   feature_names: Sequence[str] | None = None) -> tf.Tensor:
@@ -120,20 +126,22 @@ def stsb_text(x):
 
 # ------------------------------------------------------------------- registration
 
-def register_text_task(name: str, tfds_name: str, splits: Sequence[str],
+def register_text_task(name: str, tfds_name: str,
+                       splits: Sequence[str] | Mapping[str, str],
                        text_preprocessor: Callable[..., tf.data.Dataset],
                        metric_fns: Sequence[Callable[..., dict]],
                        postprocess_fn: Callable[..., object]) -> seqio.Task:
   """Registers (or re-registers, so a module reload works) one T5-format text task.
 
   `splits` are named explicitly because TFDS only knows a builder's splits once its
-  data is prepared, and seqio would otherwise see none.
+  data is prepared, and seqio would otherwise see none; a map names the TFDS split (or
+  slice) each task split reads, e.g. {"validation": "train[78785:]"}.
   """
   if name in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
       name,
-      source=sources.tfds_source(tfds_name, splits=list(splits)),
+      source=sources.tfds_source(tfds_name, splits=splits),
       preprocessors=[
           text_preprocessor,
           seqio.preprocessors.tokenize,

@@ -3,8 +3,9 @@
 Every metric has seqio's `(targets, predictions)` signature, takes postprocessed values
 (see `postprocessors.py`) and returns percentages (0-100) under T5's metric names, so
 that a run's numbers line up with the T5 paper's tables. scipy and scikit-learn do the
-arithmetic; only what no library does (MultiRC's grouping, ReCoRD's max over answers,
-the averages) is written here.
+arithmetic; only what no installed library does (MultiRC's grouping, the SQuAD and
+TriviaQA answer normalisation and max over answers, used by ReCoRD too, the averages)
+is written here.
 """
 
 from __future__ import annotations
@@ -89,16 +90,32 @@ def multirc_exact_match(targets, predictions) -> dict[str, float]:
   return {"exact_match": 100 * float(np.mean(list(all_correct.values())))}
 
 
-# ----------------------------------------------------------------------- ReCoRD
+# ------------------------------------------------------- QA: ReCoRD, SQuAD, TriviaQA
 
-_PUNCTUATION = frozenset(string.punctuation)
+# The official SQuAD v1.1 and TriviaQA evaluation scripts' answer normalisation, as T5
+# reports them (t5.evaluation.qa_utils). Written here because no installed library has
+# it: seqio has no QA metric and the `t5` package is not a dependency; it is 20 lines.
+_SQUAD_PUNCTUATION = frozenset(string.punctuation)
+# TriviaQA also treats curly quotes, the acute accent, backquote and underscore as
+# punctuation, and replaces punctuation with a space instead of deleting it.
+_TRIVIA_QA_PUNCTUATION = frozenset(string.punctuation + "\u2018\u2019\u00b4`_")
 
 
-def _normalize_answer(text: str) -> str:
-  """SQuAD v1.1's normalisation: lower case, no punctuation, no articles, single spaces."""
-  text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+def _normalize(text: str, punctuation: frozenset[str], replacement: str) -> str:
+  """Lower case, punctuation replaced, articles a/an/the removed, single spaces."""
+  text = "".join(replacement if ch in punctuation else ch for ch in text.lower())
   text = re.sub(r"\b(a|an|the)\b", " ", text)
   return " ".join(text.split())
+
+
+def normalize_squad(text: str) -> str:
+  """SQuAD v1.1's normalisation: "The  Broncos!" -> "broncos"."""
+  return _normalize(text, _SQUAD_PUNCTUATION, "")
+
+
+def normalize_trivia_qa(text: str) -> str:
+  """TriviaQA's: as SQuAD's, but punctuation becomes a space ("Mary-Kate" -> "mary kate")."""
+  return _normalize(text, _TRIVIA_QA_PUNCTUATION, " ")
 
 
 def _token_f1(target: str, prediction: str) -> float:
@@ -109,6 +126,37 @@ def _token_f1(target: str, prediction: str) -> float:
     return 0.0
   precision, recall = overlap / len(prediction_tokens), overlap / len(target_tokens)
   return 2 * precision * recall / (precision + recall)
+
+
+def _best_em_f1(answers: Sequence[str], prediction: str) -> tuple[float, float]:
+  """Exact match and token F1 of an already normalised prediction, each the best over
+  the already normalised correct answers."""
+  return (max(float(a == prediction) for a in answers),
+          max(_token_f1(a, prediction) for a in answers))
+
+
+def _qa_em_f1(targets, predictions, normalize, task: str) -> dict[str, float]:
+  _check_lengths(targets, predictions)
+  scores = []
+  for i, (answers, prediction) in enumerate(zip(targets, predictions)):
+    if isinstance(answers, (str, bytes)) or len(answers) == 0:
+      raise ValueError(f"{task}: target {i} must be a non-empty list of correct answers "
+                       f"(postprocessors.qa); got {answers!r}")
+    scores.append(_best_em_f1([normalize(a) for a in answers], normalize(prediction)))
+  em, f1 = np.mean(scores, axis=0) if scores else (np.nan, np.nan)
+  return {"em": 100 * float(em), "f1": 100 * float(f1)}
+
+
+def squad(targets, predictions) -> dict[str, float]:
+  """SQuAD v1.1: exact match and token F1 (%, named "em" and "f1" as in T5), each the
+  best over the question's correct answers. Targets are lists of answers and
+  predictions strings, as `postprocessors.qa` makes them."""
+  return _qa_em_f1(targets, predictions, normalize_squad, "SQuAD")
+
+
+def trivia_qa(targets, predictions) -> dict[str, float]:
+  """TriviaQA: as `squad`, with TriviaQA's normalisation (`normalize_trivia_qa`)."""
+  return _qa_em_f1(targets, predictions, normalize_trivia_qa, "TriviaQA")
 
 
 def record_em_f1(targets, predictions) -> dict[str, float]:
@@ -123,10 +171,10 @@ def record_em_f1(targets, predictions) -> dict[str, float]:
     if target["group"] in seen:
       continue
     seen.add(target["group"])
-    answers = [_normalize_answer(a) for a in target["value"]]
-    predicted = _normalize_answer(prediction["value"])
-    ems.append(max(float(a == predicted) for a in answers))
-    f1s.append(max(_token_f1(a, predicted) for a in answers))
+    em, f1 = _best_em_f1([normalize_squad(a) for a in target["value"]],
+                         normalize_squad(prediction["value"]))
+    ems.append(em)
+    f1s.append(f1)
   return {"em": 100 * float(np.mean(ems)), "f1": 100 * float(np.mean(f1s))}
 
 

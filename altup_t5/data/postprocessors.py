@@ -1,10 +1,11 @@
-"""Turn decoded text into the values GLUE/SuperGLUE metrics compare (T5's conventions).
+"""Turn decoded text into the values GLUE/SuperGLUE/QA metrics compare (T5's conventions).
 
 seqio calls a task's postprocessor twice per example: on the model's decoded output
 (`is_target=False`) and on the example's target text (`is_target=True`, with the whole
 example, whose strings are bytes). Class labels become indices with -1 for text that
 names no class, so an unparsable prediction counts as wrong instead of crashing the
-evaluation; MultiRC and ReCoRD targets also carry the key that groups their examples.
+evaluation; MultiRC and ReCoRD targets also carry the key that groups their examples,
+and QA targets are the lists of correct answers.
 """
 
 from __future__ import annotations
@@ -79,3 +80,12 @@ def record(answer: str, example: Mapping[str, Any] | None = None,
       "group": (_as_int(_required(example, "idx/passage", "ReCoRD")),
                 _as_int(_required(example, "idx/query", "ReCoRD"))),
   }
+
+
+def qa(answer: Any, example: Mapping[str, Any] | None = None,
+       is_target: bool = False) -> str | list[str]:
+  """SQuAD, TriviaQA: a prediction is its text ("" for None); a target is every correct
+  answer in the example's `answers`, for the metric's best match (T5's `qa`)."""
+  if is_target:
+    return [_as_text(a) for a in _required(example, "answers", "QA")]
+  return "" if answer is None else _as_text(answer)

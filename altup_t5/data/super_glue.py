@@ -3,7 +3,8 @@
 Tasks `super_glue_{boolq,cb,copa,multirc,record,rte,wic,wsc,axb,axg}_v102` on TFDS
 `super_glue/*:1.0.2` (the version T5 used, still TFDS's current one) and the mixture
 `super_glue_v102_proportional` (T5's members: WSC through wsc_dpr.py's `*_simple` tasks;
-`super_glue_wsc_v102` is this project's extra, outside it). Formats, postprocessors and metrics are T5's:
+`super_glue_wsc_v102` is this project's extra, outside it). Formats, postprocessors and
+metrics are T5's:
 
   boolq passage: ... question: ...                    ->  True
   cb hypothesis: ... premise: ...                     ->  contradiction
@@ -18,6 +19,14 @@ MultiRC is scored over questions (F1 over all answers, and exact match per quest
 its examples keep `idx/paragraph`, `idx/question`, `idx/answer`. ReCoRD trains on one
 example per correct answer and is scored once per query with the best EM/F1 over its
 answers, so its examples keep `answers`, `idx/passage` and `idx/query`.
+
+T5's one-sentinel variants, for fine-tuning span-corruption models: every task of T5's
+mixture (not the project's `super_glue_wsc_v102`) as `*_1_sentinel` (before a
+`_train`/`_eval` suffix: `super_glue_wsc_v102_simple_1_sentinel_train`), made by seqio's
+`add_task_with_sentinels` as T5 does: the inputs' tokens end with the first sentinel
+(`<extra_id_0>`, the vocabulary's last id) and the targets' start with it; trimming
+keeps it, and the postprocessor drops it from a prediction before T5's. Their mixture
+is `super_glue_v102_proportional_sentinel`, at the same rates.
 """
 
 from __future__ import annotations
@@ -99,7 +108,7 @@ def _mark_span(text: tf.Tensor, span: tf.Tensor, word_index: tf.Tensor,
 
   Text whose span is not where the index says is left unchanged (as in T5).
   """
-  literal = tf.strings.regex_replace(span, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
+  literal = glue.regex_literal(span)
   pattern = tf.strings.join(
       [r"^((?:\S+\s){", tf.strings.as_string(word_index), "})(", literal, ")"])
   in_range = (word_index >= 0) & (word_index <= _MAX_REGEX_REPEAT)
@@ -215,11 +224,38 @@ SUPER_GLUE_TRAIN_EXAMPLES = {
 }
 SUPER_GLUE_MIXTURE = "super_glue_v102_proportional"
 
+SUPER_GLUE_SENTINEL_MIXTURE = "super_glue_v102_proportional_sentinel"
+SENTINEL_SUFFIX = "_1_sentinel"
+
+
+def sentinel_task_name(name: str) -> str:
+  """seqio's name for the one-sentinel variant: "_1_sentinel" before the first
+  "_train", "_dev", "_test", "_eval" or ".", else at the end."""
+  for suffix in ("_train", "_dev", "_test", "_eval", "."):
+    if suffix in name:
+      at = name.index(suffix)
+      return name[:at] + SENTINEL_SUFFIX + name[at:]
+  return name + SENTINEL_SUFFIX
+
+
+def register_sentinel_task(name: str) -> str:
+  """(Re-)registers `name`'s one-sentinel variant with seqio's own helper; its name."""
+  sentinel_name = sentinel_task_name(name)
+  if sentinel_name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(sentinel_name)
+  seqio.experimental.add_task_with_sentinels(name, num_sentinels=1)
+  if sentinel_name not in seqio.TaskRegistry.names():  # seqio renamed its variants
+    raise RuntimeError(f"seqio did not register {sentinel_name!r} for {name!r}")
+  return sentinel_name
+
+
 for _task in SUPER_GLUE_TASKS:
   glue.register_text_task(_task.name, f"super_glue/{_task.config}:{SUPER_GLUE_TFDS_VERSION}",
                           _task.splits, _task.text_preprocessor, _task.metric_fns,
                           _task.postprocess_fn)
 glue.register_mixture(SUPER_GLUE_MIXTURE, SUPER_GLUE_TRAIN_EXAMPLES)
+glue.register_mixture(SUPER_GLUE_SENTINEL_MIXTURE, {
+    register_sentinel_task(name): rate for name, rate in SUPER_GLUE_TRAIN_EXAMPLES.items()})
 # T5's mixture of the WSC/DPR tasks alone, at the same rates.
 WSC_DPR_MIXTURE = "wsc_dpr_simple_proportional"
 glue.register_mixture(WSC_DPR_MIXTURE, {

@@ -3,6 +3,11 @@
   c4_v220_span_corruption, c4_v310_span_corruption       (c4.py)
   glue_*_v002, glue_v002_proportional                    (glue.py)
   super_glue_*_v102, super_glue_v102_proportional        (super_glue.py)
+  dpr_v001_simple, super_glue_wsc_v102_simple_{train,eval},
+  glue_wnli_v002_simple_eval, wsc_dpr_simple_proportional (wsc_dpr.py, super_glue.py)
+  squad_v010_allanswers, squad_v010_context_free,
+  trivia_qa_open (closed book), trivia_qa_v010           (qa.py)
+  *_1_sentinel, super_glue_v102_proportional_sentinel    (super_glue.py)
   local_span_corruption, local_author, local_same_work,
   local_classification                                   (local_tasks.py, offline)
 """
@@ -17,6 +22,7 @@ import seqio
 from altup_t5.data import c4
 from altup_t5.data import glue
 from altup_t5.data import local_tasks
+from altup_t5.data import qa
 from altup_t5.data import super_glue
 # pylint: enable=unused-import
 

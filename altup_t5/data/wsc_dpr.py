@@ -5,6 +5,8 @@ Tasks (importing this module registers them):
   super_glue_wsc_v102_simple_train  super_glue/wsc.fixed:1.0.2 train, correct referents only
   super_glue_wsc_v102_simple_eval   super_glue/wsc.fixed:1.0.2 validation/test, scored by
                                     whether the prediction names the candidate (`wsc_simple`)
+  glue_wnli_v002_simple_eval        glue/wnli:<GLUE's version, 1.0.0> validation/test, WNLI's
+                                    pairs rewritten in this format (see `wnli_simple_text`)
 
   DPR:  "Bob asked Tom if he can lend some money.", pronoun "he", candidates
         [Bob, Tom], label 1      ->  "wsc: Bob asked Tom if *he* can lend some money." -> "Tom"
@@ -14,13 +16,15 @@ Tasks (importing this module registers them):
 The target of a WSC example is always its candidate (span1), right or wrong; the label
 says whether the candidate is the referent. So training keeps the positives only, and
 evaluation asks whether the prediction names the candidate and compares that with the
-label (accuracy). T5 special-cases two WSC texts whose span2_index points at the wrong
+label (accuracy). WNLI is evaluated the same way, its hypothesis read as the premise
+with the pronoun replaced. T5 special-cases two WSC texts whose span2_index points at the wrong
 word; here a pronoun that is not at its index is left unmarked instead (no error).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Mapping
 
 import seqio
@@ -35,16 +39,11 @@ WSC_TFDS = "super_glue/wsc.fixed:1.0.2"
 PREFIX = "wsc:"
 
 
-def _escaped(text: tf.Tensor) -> tf.Tensor:
-  """`text` as a literal inside an RE2 pattern (spans may hold metacharacters)."""
-  return tf.strings.regex_replace(text, r"([\\.^$|?*+()\[\]{}])", r"\\\1")
-
-
 @seqio.map_over_dataset
 def dpr_simple_text(x):
   """The pronoun's first occurrence (as a word before " ", "." or ",") in *asterisks*;
   target: the candidate the label picks."""
-  pattern = tf.strings.join([" (", _escaped(x["pronoun"]), r")( |\.|,)"])
+  pattern = tf.strings.join([" (", glue.regex_literal(x["pronoun"]), r")( |\.|,)"])
   marked = tf.strings.regex_replace(x["sentence"], pattern, r" *\1*\2",
                                     replace_global=False)
   return {"inputs": tf.strings.join([PREFIX, marked], separator=" "),
@@ -76,6 +75,114 @@ def wsc_simple_text(dataset: tf.data.Dataset, correct_referent_only: bool
             "targets": tf.reshape(x["span1_text"], []),
             "label": x["label"], "idx": x["idx"]}
   return dataset.map(one, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------- WNLI
+
+PRONOUNS = ("he", "she", "they", "it", "her", "his", "their", "them", "him")  # T5's list
+_END_PUNCTUATION = ".,?!"
+
+
+def _bare_words(text: str) -> list[str]:
+  """Lower-case words split on single spaces, one final .,?! dropped, empties removed."""
+  words = (w[:-1] if w[-1:] and w[-1] in _END_PUNCTUATION else w
+           for w in text.strip().lower().split(" "))
+  return [w for w in words if w]
+
+
+def _longest_prefix_inside(words: list[str], text: str) -> int:
+  """How many of `words`, from the first, joined by spaces, are a substring of `text`."""
+  n = 0
+  while n < len(words) and " ".join(words[:n + 1]) in text:
+    n += 1
+  return n
+
+
+def _referent(premise: list[str], hypothesis: list[str], index: int) -> tuple[int, str]:
+  """(score, candidate) for the pronoun at `index`: the score counts the premise's words
+  next to the pronoun that the hypothesis repeats (before it, with word order reversed
+  on both sides, and after it); the candidate is what the hypothesis has in their place."""
+  before, after = premise[:index], premise[index + 1:]
+  n_before = _longest_prefix_inside(before[::-1], " ".join(hypothesis[::-1]))
+  n_after = _longest_prefix_inside(after, " ".join(hypothesis))
+  if n_before + n_after == 0:
+    return 0, ""
+  left = [re.escape(w) for w in before[len(before) - n_before:]]
+  right = [re.escape(w) for w in after[:n_after]]
+  text = " ".join(hypothesis)
+  # Both neighbours, then only the right (referent first), then only the left (last).
+  for pattern in (" ".join(left + ["(.+)"] + right), " ".join(["^(.+)"] + right),
+                  " ".join(left + ["(.+)$"])):
+    found = re.search(pattern, text)
+    if found:
+      return n_before + n_after, found.group(1)
+  return n_before + n_after, ""
+
+
+def _as_written(candidate: str, hypothesis: str) -> str:
+  """The candidate as the hypothesis writes it (case, punctuation), from its last article
+  on, with a final .,?! and a possessive "'s" or "'" removed."""
+  words = candidate.split(" ")
+  articles = [words.index(a) for a in ("a", "an", "the") if a in words]
+  words = words[max(articles, default=0):]
+  pattern = " ".join(re.escape(w) + r"[.,?!]?" for w in words)
+  found = re.search(f"({pattern})", hypothesis, re.IGNORECASE)
+  if not found:
+    raise ValueError(f"WNLI: cannot find the referent {' '.join(words)!r} in the "
+                     f"hypothesis {hypothesis!r}")
+  text = found.group(1)
+  text = text[:-1] if text[-1:] and text[-1] in _END_PUNCTUATION else text
+  for possessive in ("'s", "'"):
+    if text.endswith(possessive):
+      return text[:-len(possessive)]
+  return text
+
+
+def _highlight(premise: str, index: int) -> str:
+  """The `index`-th space-separated word as *word*, a final .,?! moved after it."""
+  words = premise.split(" ")
+  word = words[index]
+  words[index] = (f"*{word[:-1]}* {word[-1]}" if word[-1:] and word[-1] in _END_PUNCTUATION
+                  else f"*{word}*")
+  return " ".join(words)
+
+
+def wnli_simple_strings(premise: str, hypothesis: str) -> tuple[str, str]:
+  """("wsc: premise with the pronoun in *asterisks*", referent) for a WNLI pair.
+
+  The pronoun is the one whose neighbouring words the hypothesis repeats most (the first
+  of equals); its referent is the hypothesis's text in the pronoun's place. E.g.
+  "The fish ate the worm. It was tasty." / "The worm was tasty." ->
+  ("wsc: The fish ate the worm. *It* was tasty.", "The worm"). As in T5, the pronoun's
+  index among the cleaned words is applied to the premise split on single spaces.
+  """
+  words, hypothesis_words = _bare_words(premise), _bare_words(hypothesis)
+  pronouns = [i for i, w in enumerate(words) if w in PRONOUNS]
+  if not pronouns:
+    raise ValueError(f"WNLI: no pronoun ({', '.join(PRONOUNS)}) in the premise {premise!r}")
+  best, candidate = pronouns[0], None
+  best_score = -1
+  for i in pronouns:
+    score, text = _referent(words, hypothesis_words, i)
+    if score > best_score:
+      best, best_score, candidate = i, score, text
+  return f"{PREFIX} {_highlight(premise, best)}", _as_written(candidate, hypothesis)
+
+
+@seqio.map_over_dataset
+def wnli_simple_text(x):
+  """A GLUE WNLI pair -> {"inputs": "wsc: ... *it* ...", "targets": referent, ...},
+  keeping premise, hypothesis, label and idx (an evaluation-only format, as in T5)."""
+
+  def strings(premise, hypothesis):
+    return wnli_simple_strings(premise.numpy().decode("utf-8"),
+                               hypothesis.numpy().decode("utf-8"))
+
+  inputs, targets = tf.py_function(strings, [x["sentence1"], x["sentence2"]],
+                                   [tf.string, tf.string])
+  return {"inputs": tf.reshape(inputs, []), "targets": tf.reshape(targets, []),
+          "premise": x["sentence1"], "hypothesis": x["sentence2"],
+          "label": x["label"], "idx": x["idx"]}
 
 
 # Words ignored when comparing a prediction with the candidate (T5's list).
@@ -124,3 +231,7 @@ glue.register_text_task("super_glue_wsc_v102_simple_eval", WSC_TFDS,
                         ("validation", "test"),
                         functools.partial(wsc_simple_text, correct_referent_only=False),
                         (metrics.accuracy,), wsc_simple)
+# WNLI reads GLUE's TFDS version (glue.GLUE_TFDS_VERSION, T5's 1.0.0 by default).
+glue.register_text_task("glue_wnli_v002_simple_eval",
+                        f"glue/wnli:{glue.GLUE_TFDS_VERSION}", ("validation", "test"),
+                        wnli_simple_text, (metrics.accuracy,), wsc_simple)
