@@ -15,8 +15,9 @@ from typing import Mapping, Sequence
 
 from altup_t5.studies.results import FINISHED, NOT_RUN, RunResult
 
-# The paper's rows, in its order (the last two are its "wider model" comparisons).
-METHODS = ("dense", "moe", "altup", "altup_moe", "recycled_altup", "wide")
+# The paper's rows, in its order ("recycled_altup" and "wide" are its "wider model"
+# comparisons, "sequence_altup" its extension to the token axis).
+METHODS = ("dense", "moe", "altup", "altup_moe", "recycled_altup", "wide", "sequence_altup")
 # Pretraining accuracy (%) on held-out C4 after 500k steps: the AltUp slides' table
 # (DESIGN.md section 1). Recycled-AltUp and the 2x-wide model are not in it.
 PAPER_ACCURACY = {
@@ -31,7 +32,7 @@ NOT_REACHED = "not reached"
 def method_label(variant: str, k: int = 2) -> str:
   return {"dense": "Baseline", "moe": "MoE", "altup": f"AltUp (K={k})",
           "altup_moe": f"AltUp (K={k}) + MoE", "recycled_altup": f"Recycled-AltUp (K={k})",
-          "wide": f"{k}x wider"}[variant]
+          "wide": f"{k}x wider", "sequence_altup": "Sequence-AltUp (stride 2)"}[variant]
 
 
 def ordered(results: Sequence[RunResult]) -> list[RunResult]:
