@@ -446,6 +446,15 @@ def test_logits_of_the_wrong_shape_are_reported():
 
 # ---------------------------------------------------------------- a real Transformer
 
+def _with_sequence_altup_scalars(params, cfg, predict, correct):
+  encoder = dict(params["encoder"])
+  for i in range(cfg.num_encoder_layers):
+    encoder[f"layers_{i}"] = dict(encoder[f"layers_{i}"], sequence_altup={
+        "predict_coefs": jnp.asarray(predict, jnp.float32),
+        "correct_coefs": jnp.asarray(correct, jnp.float32)})
+  return dict(params, encoder=encoder)
+
+
 def teacher_forced(model, params):
   """The full (uncached) network as a jitted function of `(encoder_tokens, prefixes
   [rows, length])` -> log-softmax `[rows, length, vocab]`, row t predicting the token
@@ -492,13 +501,17 @@ def choose_eos(network, encoder_tokens, length):
   raise AssertionError("no usable EOS on this greedy path; change the seed")
 
 
-@pytest.mark.parametrize("variant", ["dense", "altup"])
+# sequence_altup: its decoder is dense, so this checks that the strided encoder's
+# memory feeds the cached decoder as it feeds the teacher-forced one.
+@pytest.mark.parametrize("variant", ["dense", "altup", "sequence_altup"])
 def test_decode_with_model_equals_loops_over_the_teacher_forced_network(variant):
   cfg = micro_config(variant)
   batch = random_batch(cfg, batch=3, inputs_length=10, pad=True)
   encoder_tokens = batch["encoder_input_tokens"]
   model = Transformer(cfg)
   params = jax.jit(functools.partial(init_params, model))(batch)  # faster than eager
+  if variant == "sequence_altup":  # non-initial scalars, so the skipped tokens matter
+    params = _with_sequence_altup_scalars(params, cfg, [0.8, 0.3], [0.9])
   length = 8
   network = teacher_forced(model, params)
   eos = choose_eos(network, encoder_tokens, length)

@@ -1,5 +1,6 @@
 """Sequence-AltUp (model/sequence_altup.py): the strided predict/correct against NumPy,
-its initial relation, packing, optimisation, parameter count and bad strides."""
+its initial relation, packing, optimisation, parameter count, bad strides and
+combinations, and its row in the studies' report."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from altup_t5.errors import SettingError
 from altup_t5.model import sequence_altup as sa
 from altup_t5.model.config import config_for
 from altup_t5.model.network import Transformer
@@ -167,11 +169,51 @@ def test_small_strides_are_refused(stride, message):
 
 def test_a_stride_longer_than_the_inputs_is_refused():
   cfg, model = _model(sequence_altup_stride=13)
-  with pytest.raises(ValueError) as error:
+  # SettingError (a ValueError): the entry points print it as one line and exit 2.
+  with pytest.raises(SettingError) as error:
     init_params(model, random_batch(cfg, inputs_length=12))
   # (jax appends a note on its traceback filtering after the first line)
   assert str(error.value).splitlines()[0] == (
       "sequence_altup_stride=13 must be between 2 and the encoder input length 12")
+
+
+def test_a_stride_equal_to_the_inputs_leaves_token_0_the_only_anchor():
+  cfg, model = _model(sequence_altup_stride=12, num_encoder_layers=1)
+  batch = random_batch(cfg, 1, 12, 4, pad=False)
+  params = init_params(model, batch)
+  enc = lambda b: np.asarray(model.apply({"params": params}, b["encoder_input_tokens"],
+                                         enable_dropout=False, method=model.encode))
+  before = enc(batch)
+  # Token 5 is skipped: changing it changes only its own output row.
+  after = enc(dict(batch, encoder_input_tokens=batch["encoder_input_tokens"].at[0, 5].set(3)))
+  diff = np.abs(after - before).max(axis=-1)[0]
+  assert diff[5] > 1e-4
+  np.testing.assert_allclose(np.delete(diff, 5), 0.0, atol=1e-6)
+
+
+def test_computing_on_the_prediction_is_refused():
+  with pytest.raises(SettingError) as error:
+    config_for("small", "sequence_altup", altup_compute_on="prediction")
+  assert str(error.value) == ("altup_compute_on='prediction' is not defined for variant "
+                              "'sequence_altup'; allowed: 'input'")
+  # AltUp itself keeps the ablation.
+  assert config_for("small", "altup", altup_compute_on="prediction").uses_altup
+
+
+def test_fields_of_other_variants_do_not_apply():
+  # altup_k and num_experts belong to AltUp and MoE; Sequence-AltUp ignores them (as
+  # dense does), and there is no Sequence-AltUp + MoE variant to misconfigure.
+  cfg = config_for("small", "sequence_altup", altup_k=4, num_experts=3)
+  assert (cfg.representation_blocks, cfg.uses_moe, cfg.uses_altup) == (1, False, False)
+
+
+def test_every_study_variant_has_a_report_row_and_label():
+  from altup_t5.studies import report, study
+  assert "sequence_altup" in study.VARIANTS
+  assert set(study.VARIANTS) <= set(report.METHODS)
+  assert report.method_label("sequence_altup") == "Sequence-AltUp (stride 2)"
+  # Studies cannot set the stride, so the label's 2 must be the config's default.
+  assert config_for("tiny", "sequence_altup").sequence_altup_stride == 2
 
 
 def test_other_variants_ignore_the_stride_field():

@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent("""
     for variant, mesh_shape in [("dense", dict(data=4, model=2)),
                                 ("altup", dict(data=4, model=2)),
                                 ("recycled_altup", dict(data=4, model=2)),
+                                ("sequence_altup", dict(data=4, model=2)),
                                 ("moe", dict(data=2, expert=2, model=2))]:
       # heads and mlp divisible by model=2, batch by the data-parallel size 4.
       cfg = micro_config(variant, num_heads=4, eval_capacity_factor=4.0)

@@ -154,6 +154,12 @@ class T5Config:
       raise SettingError(
           f"sequence_altup_stride={self.sequence_altup_stride} must be an integer >= 2 "
           "(and <= the encoder input length) for variant 'sequence_altup'")
+    if self.uses_sequence_altup and self.altup_compute_on != ComputeOn.INPUT:
+      # The layer runs on the anchors x_a; a prediction-input variant is not defined
+      # for the sequence axis (model/sequence_altup.py), so it is refused, not ignored.
+      raise SettingError(
+          f"altup_compute_on={self.altup_compute_on.value!r} is not defined for variant "
+          "'sequence_altup'; allowed: 'input'")
     if self.uses_moe:
       if self.num_experts < 1:
         raise SettingError(f"num_experts={self.num_experts} must be >= 1")

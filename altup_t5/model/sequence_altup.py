@@ -1,9 +1,14 @@
 """Sequence-AltUp: AltUp's predict/compute/correct along the token axis (Baykal et al.,
-2023, "Alternating Updates for Efficient Transformers", the Sequence-AltUp extension;
-read at https://huggingface.meowhead.cn/buckets/huggingchat/papers-content/tree/2301/2301.13310.md
-and the NeurIPS text at object.cloud.sdsc.edu .../alternating_updates_for_efficient_transformers__2009f06b.txt;
-the search tool returned only the openings of those pages, so the equations below are
-written from the paper's description of the extension, not checked line by line).
+2023, "Alternating Updates for Efficient Transformers", the Sequence-AltUp extension).
+
+Sources (SEQ_ALTUP_SOURCES.md lists them with URLs): the stored copies of the paper
+(the arXiv HTML of 2301.13310 and the NeurIPS 2023 text) could be read only up to the
+abstract, which says AltUp extends "to the sequence dimension"; a third-party summary
+describes the extension as computing a layer on a strided subset of positions and
+predicting and correcting the rest with a few trained scalars. The section itself
+could not be read, so the equations below are that description made precise, and
+stride values, layers, initial values and the handling of masks are our choices
+(listed below), not checked against the paper's text.
 
 In our words, for one layer L with stride s over tokens x_0 .. x_{T-1} (each d wide),
 and a(t) = s * floor(t / s) the *anchor* of token t (the last computed position <= t):
@@ -19,10 +24,14 @@ anchor gets exactly L's output (x_hat_a = x_a, then x_a + y_a - x_a = y_a) and e
 skipped token gets its anchor's update added to itself: x_t + (y_a(t) - x_a(t)). This
 is not the dense model (L never sees the skipped tokens); tests check this relation.
 
-Choices where the paper leaves things open, documented only here:
+Choices (where the paper is silent, or where we could not read it), documented only here:
+- Initial values p = (1, 0), g = 1 (AltUp's own start: predict "unchanged", correct
+  "take the computed update").
 - Encoder only, every encoder layer. In the decoder, a(t) <= t keeps it causal, but
   the cache would have to hold anchors only; we leave the decoder dense.
-- L is applied to the input anchors x_a (AltUp's `ComputeOn.INPUT`).
+- L is applied to the input anchors x_a (AltUp's `ComputeOn.INPUT`); the config
+  refuses `altup_compute_on='prediction'` with this variant. AltUp's `altup_k` and
+  `altup_schedule` do not apply and are ignored, as for dense.
 - Attention masks and the relative position bias are those of the full sequence taken
   at the anchor rows and columns, so anchors s apart are s apart for the bias.
 - Packing/padding: a token whose anchor is padding or in another segment has no anchor
@@ -37,6 +46,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import partitioning as nn_partitioning
+
+from altup_t5.errors import SettingError
 
 Array = jax.Array
 
@@ -88,6 +99,8 @@ def anchored_mask(valid: Array, segment_ids: Array | None, stride: int) -> Array
 
 
 def check_stride(stride: int, length: int) -> None:
+  """The stride may not exceed the encoder input length T (T is known only here; the
+  config checks the stride is >= 2)."""
   if stride > length:
-    raise ValueError(f"sequence_altup_stride={stride} must be between 2 and the encoder "
-                     f"input length {length}")
+    raise SettingError(f"sequence_altup_stride={stride} must be between 2 and the encoder "
+                       f"input length {length}")

@@ -34,7 +34,7 @@ NOT_REACHED = "not reached"
 def method_label(variant: str, k: int = 2) -> str:
   return {"dense": "Baseline", "moe": "MoE", "altup": f"AltUp (K={k})",
           "altup_moe": f"AltUp (K={k}) + MoE", "recycled_altup": f"Recycled-AltUp (K={k})",
-          "wide": f"{k}x wider", "sequence_altup": "Sequence-AltUp"}[variant]
+          "wide": f"{k}x wider", "sequence_altup": "Sequence-AltUp (stride 2)"}[variant]
 
 
 def ordered(results: Sequence[RunResult]) -> list[RunResult]:
