@@ -1,12 +1,16 @@
 """HuggingFace T5.1.1 directories in and out (t5x/hf_checkpoints.py, jobs/load.py)."""
 
+import importlib.util
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+import safetensors.numpy
 from safetensors.numpy import save_file
 
 from model_helpers import init_params, logits, micro_config, random_batch
@@ -33,7 +37,9 @@ def _known_hf_dir(tmp_path, cfg, **config_changes):
   path = tmp_path / "hf"
   path.mkdir()
   save_file(tensors, str(path / hf.SAFETENSORS_FILE))
-  (path / hf.CONFIG_FILE).write_text(json.dumps(dict(hf.hf_config(cfg), **config_changes)))
+  config = dict(hf.hf_config(cfg), **config_changes)  # a change to None drops the key
+  (path / hf.CONFIG_FILE).write_text(json.dumps({k: v for k, v in config.items()
+                                                 if v is not None}))
   return str(path), expected
 
 
@@ -47,6 +53,22 @@ def test_known_arrays_land_in_place(tmp_path):
     np.testing.assert_array_equal(flat[name], value, err_msg=name)
 
 
+def test_tied_unscaled_head_of_transformers_5(tmp_path):
+  """transformers 5 saves a T5.1.1 it built itself with `tie_word_embeddings: true`,
+  `scale_decoder_outputs: false` and no lm_head.weight: the head is `shared`."""
+  cfg = micro_config("dense")
+  path, expected = _known_hf_dir(tmp_path, cfg, tie_word_embeddings=True,
+                                 scale_decoder_outputs=False)
+  tensors = safetensors.numpy.load_file(os.path.join(path, hf.SAFETENSORS_FILE))
+  del tensors["lm_head.weight"]
+  safetensors.numpy.save_file(tensors, os.path.join(path, hf.SAFETENSORS_FILE))
+  flat = dict(hf._flat(load.load_params(path, _abstract(cfg), cfg)))
+  np.testing.assert_array_equal(flat["decoder/logits_dense/kernel"],
+                                expected["token_embedder/embedding"].T)
+  np.testing.assert_array_equal(flat["token_embedder/embedding"],
+                                expected["token_embedder/embedding"])
+
+
 def test_export_then_read_round_trips(tmp_path):
   cfg = micro_config("dense")
   params = jax.tree_util.tree_map(np.asarray, init_params(network.Transformer(cfg),
@@ -58,7 +80,13 @@ def test_export_then_read_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(feed_forward_proj="relu", tie_word_embeddings=True), "is not a T5.1.1 checkpoint"),
+    # original T5 as transformers 4 writes it: ReLU, tied and so rescaled head
+    (dict(feed_forward_proj="relu", tie_word_embeddings=True, scale_decoder_outputs=None),
+     "is not a T5.1.1 checkpoint .feed_forward_proj='relu', tie_word_embeddings=True"),
+    (dict(feed_forward_proj="relu"), "is not a T5.1.1 checkpoint"),
+    # gated-gelu but a tied, rescaled head (transformers 4's reading of tied)
+    (dict(tie_word_embeddings=True, scale_decoder_outputs=None), "is not a T5.1.1"),
+    (dict(scale_decoder_outputs=True), "scale_decoder_outputs=True"),
     (dict(d_model=64), "is another size than the model: d_model=64"),
     (dict(num_layers=4), "num_layers=4"),
 ])
@@ -103,28 +131,61 @@ def test_export_refuses_altup_and_bad_paths(tmp_path, capsys):
   assert "\n" not in err and not (tmp_path / "out").exists()
 
 
-def test_transformers_logits_match(tmp_path):
-  torch = pytest.importorskip("torch", reason="torch not installed")
-  transformers = pytest.importorskip("transformers", reason="transformers not installed")
-  cfg = micro_config("dense")
+# transformers' side runs in a child process: importing torch's and transformers'
+# modelling code after TensorFlow (which jobs/load.py imports) crashes the process
+# (a segfault in transformers.masking_utils, transformers 5.24 / torch 2.14), and the
+# child keeps the reference free of anything of ours.
+_PEER = r"""
+import json, sys
+import numpy as np, torch, transformers
+mode, directory, arrays, config = sys.argv[1:5]
+if mode == "save":  # a random T5.1.1, written with save_pretrained (safetensors)
   torch.manual_seed(0)
-  model = transformers.T5ForConditionalGeneration(transformers.T5Config(**{
-      k: v for k, v in hf.hf_config(cfg).items() if k != "architectures"})).eval()
-  model.save_pretrained(str(tmp_path / "hf"), safe_serialization=True)
+  model = transformers.T5ForConditionalGeneration(transformers.T5Config(**json.loads(config)))
+  # An untied head of its own, as google/t5-v1_1-* store it (transformers 5 ties a
+  # model it builds to `shared` whatever the config says; 4 honours the config).
+  model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+  model.config.tie_word_embeddings = False
+  getattr(model, "all_tied_weights_keys", {}).pop("lm_head.weight", None)
+  model.save_pretrained(directory)
+  assert "lm_head.weight" in __import__("safetensors.numpy").numpy.load_file(
+      directory + "/model.safetensors")
+else:
+  model = transformers.T5ForConditionalGeneration.from_pretrained(directory)
+data = np.load(arrays)
+with torch.no_grad():
+  out = model.eval()(input_ids=torch.tensor(data["inputs"]),
+                     decoder_input_ids=torch.tensor(data["decoder_inputs"])).logits
+np.save(arrays + ".logits.npy", out.numpy())
+"""
+
+
+def _transformers_logits(mode, directory, batch, cfg, tmp_path):
+  arrays = str(tmp_path / f"{mode}.npz")
+  np.savez(arrays, inputs=np.asarray(batch["encoder_input_tokens"], np.int64),
+           decoder_inputs=np.asarray(batch["decoder_input_tokens"], np.int64))
+  config = {k: v for k, v in hf.hf_config(cfg).items() if k != "architectures"}
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+  done = subprocess.run([sys.executable, "-c", _PEER, mode, directory, arrays,
+                         json.dumps(config)], env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return np.load(arrays + ".logits.npy")
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("torch", "transformers")),
+                    reason="torch or transformers not installed")
+def test_transformers_logits_match(tmp_path):
+  cfg = micro_config("dense")
   batch = random_batch(cfg, pad=False)
-  ours = logits(network.Transformer(cfg), load.load_params(str(tmp_path / "hf"),
-                                                           _abstract(cfg), cfg), batch)
-  with torch.no_grad():
-    theirs = model(input_ids=torch.tensor(np.asarray(batch["encoder_input_tokens"])),
-                   decoder_input_ids=torch.tensor(np.asarray(batch["decoder_input_tokens"]))
-                   ).logits.numpy()
+  saved = str(tmp_path / "hf")
+  theirs = _transformers_logits("save", saved, batch, cfg, tmp_path)
+  params = load.load_params(saved, _abstract(cfg), cfg)
+  ours = np.asarray(logits(network.Transformer(cfg), params, batch))
+  assert ours.shape == theirs.shape == (2, 7, cfg.vocab_size)
   np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
-  params = load.load_params(str(tmp_path / "hf"), _abstract(cfg), cfg)
+  # ... and back: our export loads into transformers and gives the same logits.
   out = hf.write_hf_directory(jax.tree_util.tree_map(np.asarray, params), cfg,
                               str(tmp_path / "out"))
-  again = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
-  with torch.no_grad():
-    back = again(input_ids=torch.tensor(np.asarray(batch["encoder_input_tokens"])),
-                 decoder_input_ids=torch.tensor(np.asarray(batch["decoder_input_tokens"]))
-                 ).logits.numpy()
+  back = _transformers_logits("load", out, batch, cfg, tmp_path)
   np.testing.assert_allclose(back, theirs, rtol=0, atol=1e-6 * np.abs(theirs).max())
