@@ -15,6 +15,11 @@ from safetensors.numpy import save_file
 
 from model_helpers import init_params, logits, micro_config, random_batch
 
+import toy_tasks  # pylint: disable=unused-import  (registers toy_reverse)
+from altup_t5 import cli
+from altup_t5.jobs import evaluate as eval_lib
+from altup_t5.model.config import config_for
+
 from altup_t5.jobs import load
 from altup_t5.model import network
 from altup_t5.t5x import hf_checkpoints as hf
@@ -111,7 +116,7 @@ def test_bad_weights_are_refused(tmp_path):
   with pytest.raises(ValueError, match="is not a readable safetensors file"):
     hf.read_dense_params(path, cfg)
   os.remove(weights)
-  assert not hf.is_hf_directory(path)
+  assert hf.is_hf_directory(path)  # config.json: told what is missing
   with pytest.raises(ValueError, match="holds no model.safetensors or pytorch_model.bin"):
     hf.read_dense_params(path, cfg)
 
@@ -189,3 +194,121 @@ def test_transformers_logits_match(tmp_path):
                               str(tmp_path / "out"))
   back = _transformers_logits("load", out, batch, cfg, tmp_path)
   np.testing.assert_allclose(back, theirs, rtol=0, atol=1e-6 * np.abs(theirs).max())
+
+
+# ------------------------------------------------------------------ bad input, end to end
+
+GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gin")
+# tests/gin/toy_model.gin's network, which the eval entry point builds below.
+TOY = dict(vocab_size=384, emb_dim=64, num_heads=2, mlp_dim=128, num_encoder_layers=2,
+           num_decoder_layers=2, num_experts=4)
+
+
+def _eval(checkpoint_path, out_dir):
+  return cli.run(eval_lib.evaluate, [
+      f"--gin_file={GIN}/toy_model.gin", "--gin_file=runs/eval.gin",
+      "--gin.MIXTURE_OR_TASK_NAME='toy_reverse'",
+      "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 48}", "--gin.VOCABULARY='byte'",
+      "--gin.BATCH_SIZE=32", "--gin.INFER=False", f"--gin.CHECKPOINT_PATH={checkpoint_path}",
+      f"--gin.EVAL_OUTPUT_DIR={out_dir}"], prog="eval")
+
+
+def _toy_hf_dir(tmp_path, name="hf", cfg=None, **config_changes):
+  cfg = cfg or config_for("tiny", "dense", **TOY)
+  params = jax.tree_util.tree_map(np.asarray, init_params(network.Transformer(cfg),
+                                                          random_batch(cfg)))
+  path = hf.write_hf_directory(params, cfg, str(tmp_path / name))
+  if config_changes:
+    config = json.load(open(os.path.join(path, hf.CONFIG_FILE)))
+    json.dump(dict(config, **config_changes), open(os.path.join(path, hf.CONFIG_FILE), "w"))
+  return path
+
+
+def _ours_dir(tmp_path, cfg):
+  """`cfg`'s parameters saved as our trainer saves a TrainState (orbax)."""
+  import optax  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from altup_t5.training import checkpoints, trainer  # pylint: disable=import-outside-toplevel
+  params = init_params(network.Transformer(cfg), random_batch(cfg))
+  path = str(tmp_path / "run" / "checkpoints")
+  saver = checkpoints.Checkpoints(path, checkpoints.CheckpointSettings(async_save=False))
+  saver.save(3, trainer.TrainState(step=jax.numpy.int32(3), params=params,
+                                   opt_state=optax.adafactor(1e-3).init(params)),
+             iter(tf.data.Dataset.range(3)), 0)
+  saver.close()
+  return path
+
+
+def _truncated(tmp_path):
+  path = _toy_hf_dir(tmp_path)
+  weights = os.path.join(path, hf.SAFETENSORS_FILE)
+  data = open(weights, "rb").read()
+  open(weights, "wb").write(data[: len(data) - 1000])
+  return path
+
+
+def _pickled(tmp_path):
+  path = _toy_hf_dir(tmp_path)
+  with open(os.path.join(path, hf.SAFETENSORS_FILE), "wb") as f:
+    pickle.dump({"shared.weight": np.zeros(3)}, f)  # never unpickled
+  return path
+
+
+def _no_weights(tmp_path):
+  path = _toy_hf_dir(tmp_path)
+  os.remove(os.path.join(path, hf.SAFETENSORS_FILE))
+  return path
+
+
+BAD_CHECKPOINTS = {
+    "relu_tied_config": (lambda t: _toy_hf_dir(t, feed_forward_proj="relu",
+                                               tie_word_embeddings=True),
+                         "is not a T5.1.1 checkpoint (feed_forward_proj='relu'"),
+    "tied_rescaled_head": (lambda t: _toy_hf_dir(t, tie_word_embeddings=True,
+                                                 scale_decoder_outputs=True),
+                           "is not a T5.1.1 checkpoint"),
+    "hf_of_another_size": (lambda t: _toy_hf_dir(t, cfg=config_for("tiny", "dense", **dict(
+        TOY, emb_dim=32))), "is another size than the model: d_model=32 (model: 64)"),
+    "ours_of_another_size": (lambda t: _ours_dir(t, micro_config("dense")),
+                             "does not fit the model"),
+    "no_weights": (_no_weights, "holds no model.safetensors or pytorch_model.bin"),
+    "pickle_for_safetensors": (_pickled, "is not a readable safetensors file"),
+    "truncated_safetensors": (_truncated, "is not a readable safetensors file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoints_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, case):
+  make, message = BAD_CHECKPOINTS[case]
+  path = make(tmp_path)
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    _eval(path, tmp_path / "out")
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("eval: error: ") and message in err and "\n" not in err, err
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_good_hf_directory_evaluates(tmp_path):
+  """The control for the cases above: the same directory, unbroken, is evaluated."""
+  results = _eval(_toy_hf_dir(tmp_path), tmp_path / "out")
+  assert 0 <= results["teacher_forced/accuracy"] < 0.5  # random weights
+  assert (tmp_path / "out" / "eval_results.json").exists()
+
+
+def test_export_hf_of_an_altup_run_is_refused(tmp_path, capsys):
+  path = _ours_dir(tmp_path, micro_config("altup"))
+  capsys.readouterr()
+  assert hf.main(["export-hf", path, str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == ("python -m altup_t5.t5x.hf_checkpoints: error: an AltUp or MoE "
+                 "checkpoint has no HuggingFace T5 class; only dense checkpoints can be "
+                 "exported")
+  assert not (tmp_path / "out").exists()
+  # A dense run of ours exports, and reads back to the same parameters.
+  dense = _ours_dir(tmp_path / "d", micro_config("dense"))
+  assert hf.main(["export-hf", dense, str(tmp_path / "dense_hf")]) == 0
+  assert capsys.readouterr().out.strip() == str(tmp_path / "dense_hf")
+  assert hf.config_from_params(hf.read_dense_params(
+      str(tmp_path / "dense_hf"), micro_config("dense"))).emb_dim == 32

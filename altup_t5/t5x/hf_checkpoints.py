@@ -46,8 +46,9 @@ _DECODER_SUBLAYERS = (("SelfAttention", "self_attention", "pre_self_attention_la
 
 
 def is_hf_directory(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, CONFIG_FILE)) and any(
-      os.path.isfile(os.path.join(path, f)) for f in (SAFETENSORS_FILE, TORCH_FILE))
+  """A directory with a config.json (neither our runs nor t5x's write one), so that
+  one without weights is told so rather than read as another kind of checkpoint."""
+  return os.path.isfile(os.path.join(path, CONFIG_FILE))
 
 
 # ---------------------------------------------------------------- names
