@@ -85,3 +85,45 @@ def test_eval_of_a_missing_checkpoint_is_a_usage_error(tmp_path, capsys):
         f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}"], prog="eval")
   assert exit_info.value.code == 2
   assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_dense_checkpoint_upcycled_evaluates_and_decodes_as_the_dense_model(
+    checkpoint, tmp_path, capsys):
+  """UPCYCLE_FROM_DENSE in eval.gin / infer.gin reads the dense run into AltUp (K=2)
+  through training's load path: the step-0 upcycled model is the dense function, so
+  its metrics and greedy predictions are the dense model's."""
+  def run_eval(*extra, out):
+    return cli.run(eval_lib.evaluate, [
+        f"--gin_file={GIN}/toy_model.gin", *extra, "--gin_file=runs/eval.gin", *TASK,
+        f"--gin.CHECKPOINT_PATH={checkpoint}", f"--gin.EVAL_OUTPUT_DIR={tmp_path / out}",
+        "--gin.INFER_EXAMPLES=8", "--gin.DECODE_METHOD='greedy'"], prog="eval")
+  dense = run_eval(out="dense")
+  upcycled = run_eval("--gin_file=models/altup.gin", "--gin.UPCYCLE_FROM_DENSE=True",
+                      out="upcycled")
+  assert set(upcycled) == set(dense)
+  for name in ("teacher_forced/loss", "teacher_forced/accuracy"):
+    assert upcycled[name] == pytest.approx(dense[name], rel=1e-5), name
+  assert 0.5 < dense["teacher_forced/accuracy"]  # a trained model, not a blank one
+  read = lambda out: [json.loads(line)["prediction"] for line in open(
+      tmp_path / out / "inference_eval" / "toy_reverse-000000.jsonl")]
+  assert read("upcycled") == read("dense")
+
+  predictions = {}
+  for name, extra in (("dense", []), ("upcycled", ["--gin_file=models/altup.gin",
+                                                   "--gin.UPCYCLE_FROM_DENSE=True"])):
+    output = tmp_path / f"{name}.jsonl"
+    cli.run(infer_lib.infer, [
+        f"--gin_file={GIN}/toy_model.gin", *extra, "--gin_file=runs/infer.gin", *TASK,
+        f"--gin.CHECKPOINT_PATH={checkpoint}", f"--gin.INFER_OUTPUT={output}",
+        "--gin.INFER_EXAMPLES=8"], prog="infer")
+    predictions[name] = [json.loads(line)["prediction"] for line in open(output)]
+  assert len(predictions["dense"]) == 8 and predictions["upcycled"] == predictions["dense"]
+
+  # Without the switch the dense run does not fit AltUp: one line, exit 2, nothing written.
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    run_eval("--gin_file=models/altup.gin", out="refused")
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert "variant='dense'" in err and "variant='altup'" in err and "\n" not in err
+  assert not (tmp_path / "refused").exists()

@@ -96,8 +96,11 @@ def test_upcycled_moe_experts_copy_the_dense_mlp(dense):
       assert router.shape == (cfg.emb_dim, cfg.num_experts) and 0 < router.std() < 0.05
     else:
       np.testing.assert_array_equal(mlp["wo"]["kernel"], dense_mlp["wo"]["kernel"])
-  # Runs, finite (not the dense function exactly: router probabilities scale outputs).
-  assert np.isfinite(np.asarray(logits(model, w, random_batch(cfg)))).all()
+  # With the default k=2 of 4 experts it is not the dense function: the router's
+  # kept probabilities scale each sparse output (the test above gives the relation).
+  reference = logits(network.Transformer(dense_cfg), dense_params, random_batch(dense_cfg))
+  assert np.abs(np.asarray(logits(model, w, random_batch(cfg))) - np.asarray(
+      reference)).max() > 1e-3 * np.abs(np.asarray(reference)).max()
 
 
 def test_other_size_is_refused(dense):
@@ -108,23 +111,86 @@ def test_other_size_is_refused(dense):
     upcycle.upcycle(dense_params, cfg, abstract)
 
 
-@pytest.mark.parametrize("layout", ["t5x", "hf"])
-@pytest.mark.parametrize("variant", ["altup", "recycled_altup"])
+# AltUp+MoE is the dense function only where every token's kept router probabilities
+# sum to 1: all experts chosen (k = E) and none dropped (the eval capacity, factor 2.0,
+# then holds every token). test_upcycled_moe_layer_scales_the_dense_mlp covers k < E.
+EXACT = {"altup": {}, "recycled_altup": {},
+         "altup_moe": dict(num_selected_experts=4, expert_mlp_dim=48)}
+
+
+def _write(layout, dense_cfg, dense_params, tmp_path):
+  """`dense_params` as a checkpoint of `layout`: ours (orbax, as our trainer saves a
+  TrainState), t5x's (msgpack) or HuggingFace's (config.json + safetensors)."""
+  if layout == "ours":
+    import optax  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from altup_t5.training import checkpoints, trainer  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path / "run" / "checkpoints")
+    saver = checkpoints.Checkpoints(path, checkpoints.CheckpointSettings(async_save=False))
+    params = jax.tree_util.tree_map(jax.numpy.asarray, dense_params)
+    saver.save(2, trainer.TrainState(step=jax.numpy.int32(2), params=params,
+                                     opt_state=optax.adafactor(1e-3).init(params)),
+               iter(tf.data.Dataset.range(3)), 0)
+    saver.close()
+    return path
+  if layout == "t5x":
+    return t5x_checkpoints.write_params(dense_params, str(tmp_path / "t5x"), 7)
+  return hf_checkpoints.write_hf_directory(dense_params, dense_cfg, str(tmp_path / "hf"))
+
+
+@pytest.mark.parametrize("layout", ["ours", "t5x", "hf"])
+@pytest.mark.parametrize("variant", ["altup", "recycled_altup", "altup_moe"])
 def test_load_params_upcycles_each_layout(dense, tmp_path, layout, variant):
   dense_cfg, dense_params = dense
-  if layout == "t5x":
-    path = t5x_checkpoints.write_params(dense_params, str(tmp_path / "t5x"), 7)
-  else:
-    path = hf_checkpoints.write_hf_directory(dense_params, dense_cfg, str(tmp_path / "hf"))
-  cfg = micro_config(variant)
+  path = _write(layout, dense_cfg, dense_params, tmp_path)
+  cfg = micro_config(variant, **EXACT[variant])
   model, abstract = _abstract(cfg)
-  if layout == "t5x":  # without the switch: today's clear error
-    with pytest.raises(ValueError, match="missing from the checkpoint|altup"):
-      load.load_params(path, abstract, cfg)
+  with pytest.raises(ValueError, match="missing from the checkpoint") as error:
+    load.load_params(path, abstract, cfg)  # without the switch: today's clear error
+  assert "\n" not in str(error.value)
   params = load.load_params(path, abstract, cfg, upcycle_from_dense=True)
-  batch = random_batch(cfg)
-  _assert_same_logits(logits(model, params, batch),
-                      logits(network.Transformer(dense_cfg), dense_params, batch))
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(abstract)
+  # float32 throughout (micro_config), packed rows of two segments each.
+  assert cfg.activation_dtype == np.float32
+  ours = logits(model, params, _packed_batch(cfg))
+  reference = logits(network.Transformer(dense_cfg), dense_params, _packed_batch(dense_cfg))
+  _assert_same_logits(ours, reference)
+  # Not a coincidence of the batch: a dense model of other weights differs.
+  other = jax.tree_util.tree_map(lambda x: x * 1.5, dense_params)
+  assert np.abs(np.asarray(logits(network.Transformer(dense_cfg), other,
+                                  _packed_batch(dense_cfg))) - np.asarray(ours)).max() > (
+      1e-2 * np.abs(np.asarray(ours)).max())
+
+
+def _gelu_tanh(x):
+  return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_upcycled_moe_layer_scales_the_dense_mlp(dense, k):
+  """With k < E chosen experts, a sparse layer of copies gives each token the dense
+  MLP's output times the sum of its top-k router probabilities (not renormalised,
+  as flaxformer), as long as no token is dropped (eval capacity here)."""
+  from altup_t5.model import moe  # pylint: disable=import-outside-toplevel
+  _, dense_params = dense
+  cfg = micro_config("altup_moe", num_selected_experts=k, expert_mlp_dim=48)
+  _, abstract = _abstract(cfg)
+  widened = upcycle.upcycle(dense_params, cfg, abstract)
+  layer = next(i for i in range(cfg.num_encoder_layers) if cfg.is_sparse_layer(i))
+  mlp = widened["encoder"][f"layers_{layer}"]["mlp"]
+  dense_mlp = dense_params["encoder"][f"layers_{layer}"]["mlp"]
+  x = np.random.default_rng(5).standard_normal((2, 10, cfg.emb_dim)).astype(np.float32)
+  out = moe.MoeMlp(cfg, router="tokens_choose").apply({"params": mlp}, x, None, True)
+  # NumPy reference: the dense gated-GELU MLP, scaled by the top-k probability mass.
+  h = _gelu_tanh(x @ dense_mlp["wi_0"]["kernel"]) * (x @ dense_mlp["wi_1"]["kernel"])
+  dense_out = h @ dense_mlp["wo"]["kernel"]
+  z = x @ mlp["router"]["kernel"]
+  probs = np.exp(z - z.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  mass = np.sort(probs, -1)[..., -k:].sum(-1)  # [batch, length], < 1 for k < E
+  assert (mass < 0.99).all()
+  np.testing.assert_allclose(np.asarray(out), mass[..., None] * dense_out,
+                             rtol=1e-5, atol=1e-5 * np.abs(dense_out).max())
 
 
 def test_upcycling_a_dense_model_is_refused(dense, tmp_path):

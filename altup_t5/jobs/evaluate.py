@@ -30,9 +30,12 @@ def evaluate(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSet
              output_dir: str, teacher_forced: bool = True, infer: bool = True,
              infer_examples: int | None = None, eval_steps: int | None = None,
              decode: DecodeSettings = DecodeSettings(),
-             mesh: partitioning.MeshSettings = partitioning.MeshSettings()
-             ) -> dict[str, float]:
-  """Metrics of the checkpoint's parameters on `data` (its task and split)."""
+             mesh: partitioning.MeshSettings = partitioning.MeshSettings(),
+             upcycle_from_dense: bool = False) -> dict[str, float]:
+  """Metrics of the checkpoint's parameters on `data` (its task and split).
+
+  `upcycle_from_dense` reads a dense checkpoint into `model`'s AltUp variant as
+  training's UPCYCLE_FROM_DENSE does (jobs/load.py): the step-0 upcycled model."""
   try:
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
     task = tasks.get_task_or_mixture(data.mixture_or_task_name)
@@ -48,7 +51,7 @@ def evaluate(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSet
 
   try:
     predictor, params = load.load_for_evaluation(model, data, checkpoint_path,
-                                                       device_mesh, decode)
+                                                 device_mesh, decode, upcycle_from_dense)
   except ValueError as error:
     raise UsageError(str(error)) from None
 

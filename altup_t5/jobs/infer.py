@@ -63,8 +63,12 @@ def _text(example: dict, feature: str, vocabulary) -> str:
 def infer(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSettings,
           output_path: str, text_file: str | None = None,
           num_examples: int | None = None, decode: DecodeSettings = DecodeSettings(),
-          mesh: partitioning.MeshSettings = partitioning.MeshSettings()) -> int:
-  """Decode and write JSON lines; returns the number of predictions written."""
+          mesh: partitioning.MeshSettings = partitioning.MeshSettings(),
+          upcycle_from_dense: bool = False) -> int:
+  """Decode and write JSON lines; returns the number of predictions written.
+
+  `upcycle_from_dense`: a dense checkpoint widened into `model`'s AltUp variant, as
+  training's UPCYCLE_FROM_DENSE (jobs/load.py)."""
   try:
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
     task = tasks.get_task_or_mixture(data.mixture_or_task_name)
@@ -100,7 +104,7 @@ def infer(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSettin
   try:
     device_mesh = mesh.make()
     predictor, params = load.load_for_evaluation(model, data, checkpoint_path,
-                                                       device_mesh, decode)
+                                                 device_mesh, decode, upcycle_from_dense)
   except ValueError as error:
     raise UsageError(str(error)) from None
 

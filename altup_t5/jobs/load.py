@@ -107,8 +107,9 @@ def load_for_evaluation(model: seq2seq.Seq2SeqModel, data: DataSettings,
   laid out for it (no optimiser state is built or read)."""
   predictor = Predictor.for_model(model, mesh, input_pipeline.batch_shapes(data),
                                   rows=data.batch_size, decode=decode)
-  if not upcycle_from_dense:  # an upcycled checkpoint is dense by design
-    check_same_network(checkpoint_path, model.config)
+  # An upcycled checkpoint is the model's dense counterpart by design.
+  check_same_network(checkpoint_path, upcycle.dense_config(model.config)
+                     if upcycle_from_dense else model.config)
   abstract = predictor.placement.abstract_params_with_shardings()
   return predictor, load_params(checkpoint_path, abstract, model.config,
                                  upcycle_from_dense)

@@ -13,9 +13,14 @@ leaves all K blocks equal to the dense layer's output when they start equal. So
     dense vector, which the following RMS norm undoes (up to its epsilon, 1e-6).
 AltUp+MoE: as sparse upcycling (Komatsuzaki et al., 2023), every expert of a sparse
 layer starts as a copy of the dense MLP and the router is fresh (normal, stddev 2e-2,
-our router init). This is *not* exactly the dense function: each token's output is
-scaled by its router probabilities and tokens over capacity are dropped; training
-recovers it within a few hundred steps in the sparse-upcycling paper.
+our router init). Since the experts are equal, a sparse layer gives each token the
+dense MLP's output times the sum of the router probabilities of its kept experts
+(top-k, not renormalised; a token over capacity loses that expert's share). So the
+upcycled model is exactly the dense function only with num_selected_experts =
+num_experts and no token dropped (e.g. the eval capacity factor, 2.0); with the default
+k=2 of 8 each sparse output is scaled by a mass below 1 (tests/test_upcycle.py checks
+both), which training recovers from within a few hundred steps in the sparse-upcycling
+paper.
 """
 
 from __future__ import annotations

@@ -46,8 +46,9 @@ _DECODER_SUBLAYERS = (("SelfAttention", "self_attention", "pre_self_attention_la
 
 
 def is_hf_directory(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, CONFIG_FILE)) and any(
-      os.path.isfile(os.path.join(path, f)) for f in (SAFETENSORS_FILE, TORCH_FILE))
+  """A directory with a config.json (neither our runs nor t5x's write one), so that
+  one without weights is told so rather than read as another kind of checkpoint."""
+  return os.path.isfile(os.path.join(path, CONFIG_FILE))
 
 
 # ---------------------------------------------------------------- names
@@ -85,19 +86,33 @@ def hf_config(cfg: T5Config) -> dict:
           "relative_attention_num_buckets": cfg.relpos_num_buckets,
           "relative_attention_max_distance": cfg.relpos_max_distance,
           "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False,
+          "scale_decoder_outputs": False,  # transformers 5's name for the same fact
           "dropout_rate": cfg.dropout_rate, "layer_norm_epsilon": 1e-6,
           "is_encoder_decoder": True, "pad_token_id": 0, "eos_token_id": 1,
           "decoder_start_token_id": 0}
 
 
+def head_is_rescaled(config: dict) -> bool:
+  """Whether transformers multiplies the decoder output by d_model**-0.5 before the
+  head, as original T5 does. transformers 4 reads that off `tie_word_embeddings`
+  (T5.1.1's configs say false); transformers 5 always ties the head to `shared` unless
+  both are stored, writes `tie_word_embeddings: true`, and keeps the rescaling in
+  `scale_decoder_outputs` (false for T5.1.1)."""
+  if "scale_decoder_outputs" in config:
+    return bool(config["scale_decoder_outputs"])
+  return bool(config.get("tie_word_embeddings", True))
+
+
 def check_config(config: dict, cfg: T5Config, path: str) -> None:
   """A one-line ValueError unless `config` is a T5.1.1 of `cfg`'s size."""
   proj = config.get("feed_forward_proj", "relu")
-  tied = config.get("tie_word_embeddings", True)
-  if proj != "gated-gelu" or tied:
+  if proj != "gated-gelu" or head_is_rescaled(config):
+    tied = config.get("tie_word_embeddings", True)
     raise ValueError(f"{path} is not a T5.1.1 checkpoint (feed_forward_proj={proj!r}, "
-                     f"tie_word_embeddings={tied}); only gated-gelu with an untied head "
-                     "is supported (original T5 uses ReLU and a tied, rescaled head)")
+                     f"tie_word_embeddings={tied}, scale_decoder_outputs="
+                     f"{config.get('scale_decoder_outputs')}); only gated-gelu with an "
+                     "unscaled head is supported (original T5 uses ReLU and a tied, "
+                     "rescaled head)")
   want = hf_config(cfg)
   keys = ("vocab_size", "d_model", "d_ff", "num_heads", "d_kv", "num_layers",
           "relative_attention_num_buckets", "relative_attention_max_distance")
@@ -149,6 +164,10 @@ def read_dense_params(path: str, cfg: T5Config) -> dict:
                      f"({type(error).__name__})") from None
   check_config(config, cfg.replace(variant=Variant.DENSE), path)
   tensors = _read_tensors(path)
+  if "lm_head.weight" not in tensors and "shared.weight" in tensors:
+    # A head tied to the embedding (transformers 5 saves T5.1.1 it built itself this
+    # way, unscaled as checked above): our untied head starts as that same matrix.
+    tensors["lm_head.weight"] = tensors["shared.weight"]
   params = {}
   for ours, (hf, transposed) in name_map(cfg).items():
     if hf not in tensors:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import jax
 import orbax.checkpoint as ocp
+from flax import traverse_util
 import tensorflow as tf
 from etils import epath
 
@@ -179,6 +180,7 @@ def load_params(path: str, abstract_params):
       raise ValueError(f"no checkpoint found in {path} (expected step directories with "
                        "a 'state' item, e.g. MODEL_DIR/checkpoints)")
     step_dir = step_dir / str(max(steps))
+  _check_fits(step_dir, abstract_params)
   # Only the `params` subtree is read, with the shapes and shardings asked for.
   item = {"params": abstract_params}
   # Through the PyTree handler: the step's metadata file is one directory up (orbax's
@@ -188,3 +190,28 @@ def load_params(path: str, abstract_params):
           item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
           partial_restore=True))
   return restored["params"]
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+  flat = traverse_util.flatten_dict(tree, is_leaf=lambda _, x: hasattr(x, "shape"))
+  return {"/".join(k): tuple(v.shape) for k, v in flat.items()}
+
+
+def _check_fits(step_dir: epath.Path, abstract_params) -> None:
+  """One clear error when the step's parameters are not the model's: orbax's partial
+  restore would return the stored shapes and leave missing parameters abstract."""
+  metadata = ocp.PyTreeCheckpointHandler().metadata(step_dir / "state")
+  stored = _flat_shapes(getattr(metadata, "tree", metadata).get("params", {}))
+  model = _flat_shapes(abstract_params)
+  missing = sorted(set(model) - set(stored))
+  extra = sorted(set(stored) - set(model))
+  reshaped = [f"{k}: checkpoint {stored[k]}, model {model[k]}"
+              for k in sorted(set(model) & set(stored)) if stored[k] != model[k]]
+  problems = [f"{len(items)} parameter(s) {what} (e.g. {'; '.join(items[:3])})"
+              for what, items in (("missing from the checkpoint", missing),
+                                  ("not in the model", extra),
+                                  ("of another shape", reshaped)) if items]
+  if problems:
+    raise ValueError(f"checkpoint {step_dir} does not fit the model (check the size and "
+                     f"variant; UPCYCLE_FROM_DENSE=True widens a dense checkpoint into "
+                     f"AltUp): {', '.join(problems)}")
