@@ -199,6 +199,17 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, flags, messag
   assert not (tmp_path / "run" / "checkpoints").exists()  # no work started
 
 
+def test_an_unreadable_initial_checkpoint_leaves_no_model_dir(tmp_path, capsys):
+  empty = tmp_path / "not_a_checkpoint"
+  empty.mkdir()
+  with pytest.raises(SystemExit) as exit_info:
+    run_in_process(tmp_path / "run", f"--gin.INITIAL_CHECKPOINT_PATH='{empty}'")
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and str(empty) in err, err
+  assert not (tmp_path / "run").exists()  # nothing written
+
+
 def test_missing_model_dir_and_missing_gin_file(capsys):
   with pytest.raises(SystemExit) as exit_info:
     cli.run(train_lib.train, [f"--gin_file={TOY_GIN}"], prog="train")

@@ -136,6 +136,9 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
   # ------------------------------------------------------------------ model, optimiser
   engine = trainer.Trainer(model, optimizer, device_mesh,
                            input_pipeline.batch_shapes(data))
+  # What this run creates, so a refused initial checkpoint leaves nothing behind.
+  created = [d for d in (run.model_dir, os.path.join(run.model_dir, "checkpoints"))
+             if not os.path.exists(d)]
   checkpoints = checkpoints_lib.Checkpoints(
       os.path.join(run.model_dir, "checkpoints"), checkpoint)
 
@@ -151,6 +154,10 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
       params = load.load_params(run.initial_checkpoint_path, abstract_state.params,
                                 model.config, run.upcycle_from_dense)
     except ValueError as error:
+      checkpoints.close()
+      for directory in reversed(created):  # innermost first; only if still empty
+        if os.path.isdir(directory) and not os.listdir(directory):
+          os.rmdir(directory)
       raise UsageError(str(error)) from None
     state, iterator = engine.state_from_params(params), make_iterator()
     note = (f"upcycled from the dense checkpoint {run.initial_checkpoint_path}"
