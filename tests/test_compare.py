@@ -163,6 +163,37 @@ def test_report_shows_not_reached_in_words_and_the_interpolated_speedup(tmp_path
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_failed_timing_phase_is_reported_and_the_rest_still_written(tmp_path):
+  import json
+  results = hand_made_results()
+  study_results.add_speedups(results)
+  # One run could not be timed, the others were.
+  (tmp_path / "timing.json").write_text(json.dumps({"runs": {
+      "tiny_dense_seed0": {"error": "", "score_examples_per_second": 100.0},
+      "tiny_moe_seed0": {"error": "ValueError: no checkpoint"},
+      "tiny_altup_seed0": {"error": "", "score_examples_per_second": 90.0}}}))
+  runner._attach_timing(results, str(tmp_path), "")  # pylint: disable=protected-access
+  dense, moe, altup, wide = results
+  assert moe.timing_error == "ValueError: no checkpoint" and dense.timing_error == ""
+  assert altup.score_examples_per_second == 90.0
+  assert wide.timing_error == "not timed"
+  study = study_lib.load_study(TOY_STUDY)
+  text = report.write_report(study, results, str(tmp_path), ["python -m ..."],
+                             plots.plot_curves(results, str(tmp_path), "timed"))
+  speed = _table_rows(text, "## Inference speed and the paper's speedup")
+  assert speed[("| tiny", "MoE")].startswith("| tiny | MoE | timing failed |")
+  # One dense size: the paper's speedup is defined only at dense's own quality.
+  assert speed[("| tiny", "Baseline")] == "| tiny | Baseline | 100.0 | 1.000 | +0% | +0% |"
+  assert "beyond the baseline's range" in speed[("| tiny", "AltUp (K=2)")]
+  # The whole phase failing: every run says so, and the report is still written.
+  results = hand_made_results()
+  runner._attach_timing(results, str(tmp_path / "none"), "killed by signal SIGKILL")  # pylint: disable=protected-access
+  assert {r.timing_error for r in results} == {
+      "timing phase failed: killed by signal SIGKILL"}
+  text = report.write_report(study, results, str(tmp_path), ["python -m ..."], {})
+  assert text.count("timing failed") >= 4 and "## Every run" in text
+
+
 def seeded_results():
   """Two sizes x (dense, altup) x three seeds, with timings: final accuracy, loss,
   non-sentinel accuracy and floor written out by hand."""
