@@ -409,6 +409,6 @@ def test_compare_refuses_a_misspelt_study_binding_before_any_run(tmp_path, capsy
   code = runner.main([path, "--out", str(tmp_path / "out")])
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert code == 2
-  assert ("run tiny_dense: `LOSS_NORMALISING_FACTOR` is bound but never used; did you "
+  assert ("run tiny_dense_seed0: `LOSS_NORMALISING_FACTOR` is bound but never used; did you "
           "mean `LOSS_NORMALIZING_FACTOR`") in line
   assert not (tmp_path / "out").exists()
