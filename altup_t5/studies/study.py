@@ -270,12 +270,7 @@ def load_study(path: str) -> Study:
                      "every speedup is measured against)")
 
   task_name = _string(task, "name", f"{where}: [task] name")
-  lengths = task["feature_lengths"]
-  if (not isinstance(lengths, dict) or not lengths or
-      not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-              for v in lengths.values())):
-    raise StudyError(f"{where}: [task] feature_lengths must be a table of positive "
-                     "integers, e.g. {inputs = 512, targets = 114}")
+  lengths = _lengths(task, f"{where}: [task]", "{inputs = 512, targets = 114}")
   vocabulary = task.get("vocabulary")
   if vocabulary is not None:
     from altup_t5.data.vocabularies import KINDS  # pylint: disable=g-import-not-at-top
@@ -363,14 +358,19 @@ def _exclude(study, sizes, variants, where: str) -> tuple[str, ...]:
   return tuple(names)
 
 
-def _finetune(table, where: str) -> Finetune:
-  what = f"{where}: [finetune]"
+def _lengths(table, what: str, example: str) -> dict:
   lengths = table["feature_lengths"]
   if (not isinstance(lengths, dict) or not lengths or
       not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
               for v in lengths.values())):
     raise StudyError(f"{what} feature_lengths must be a table of positive integers, "
-                     "e.g. {inputs = 256, targets = 8}")
+                     f"e.g. {example}")
+  return lengths
+
+
+def _finetune(table, where: str) -> Finetune:
+  what = f"{where}: [finetune]"
+  lengths = _lengths(table, what, "{inputs = 256, targets = 8}")
   steps = _positive(table, "train_steps", where, "finetune")
   infer_examples = table.get("infer_examples")
   if infer_examples is not None:
