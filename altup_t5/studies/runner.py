@@ -167,13 +167,28 @@ def code_digest() -> str:
   return digest.hexdigest()[:12]
 
 
+COMPILATION_CACHE = ".jax_cache"  # under OUT: shared by the study's processes
+
+
+def child_env(out_dir: str) -> dict[str, str]:
+  """The environment of a study's child processes. Runs that differ only in their
+  seed compile the same programs, so JAX's persistent compilation cache lets every
+  seed after the first load them instead (measured at `tiny`: a 20-step run's wall
+  time 39.5 s -> 24.6 s). A cached executable is the one compiled, so the numbers
+  are unchanged. A JAX_COMPILATION_CACHE_DIR the user set wins."""
+  env = dict(os.environ)
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  env.setdefault("JAX_COMPILATION_CACHE_DIR",
+                 os.path.join(os.path.abspath(out_dir), COMPILATION_CACHE))
+  return env
+
+
 def train_run(run: study_lib.Run, study: study_lib.Study, forwarder: _Forwarder) -> dict:
   """Train one run in its own process, passing its output (progress bar included)
   through to stderr and into MODEL_DIR/train.log; returns its status record."""
   os.makedirs(run.model_dir, exist_ok=True)
   command = [sys.executable, "-m", TRAIN_MODULE, *run.flags()]
-  env = dict(os.environ)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  env = child_env(os.path.dirname(run.model_dir))
   resumed_from = study_results.last_checkpoint_step(run.model_dir)
   digest = code_digest()  # the code the training process is about to import
   start = time.time()
@@ -308,7 +323,7 @@ def run_timing(study_path: str, out_dir: str, rounds: int) -> str:
              "--timing_only", "--rounds", str(rounds)]
   print(f"timing phase: {shlex.join(command[1:])}", flush=True)
   proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, check=False)
+                        text=True, check=False, env=child_env(out_dir))
   sys.stderr.write(proc.stdout)
   return "" if proc.returncode == 0 else error_line(proc.stdout, proc.returncode)
 
