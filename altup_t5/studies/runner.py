@@ -383,6 +383,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="also write a REPRODUCTION.md skeleton there, plots next to it")
   parser.add_argument("--timing_only", action="store_true",
                       help="train nothing; time every finished run into OUT/timing.json")
+  parser.add_argument("--skip_timing", action="store_true",
+                      help="train, but leave the timing phase to a later call (e.g. "
+                           "while another `--only` process still trains on the cores)")
   parser.add_argument("--rounds", type=int, default=5,
                       help="timing rounds, each timing every run once (default 5)")
   return parser.parse_args(argv)
@@ -430,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Interrupted:
       print(f"{PROG}: interrupted; rerun the same command to continue", file=sys.stderr)
       return 130
-    if needs_timing(study, out_dir):
+    if needs_timing(study, out_dir) and not args.skip_timing:
       timing_error = run_timing(args.study, out_dir, args.rounds)
   results = write_outputs(study, out_dir, args.doc, timing_error)
   print(f"\n{report.accuracy_table(results)}\n\nReport: "
