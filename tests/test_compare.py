@@ -497,6 +497,16 @@ def test_dry_run_prints_the_runs_and_where_each_stands(tmp_path, capsys):
   assert not (out_dir / "report.md").exists()
 
 
+def test_the_runs_share_a_compilation_cache_under_out_unless_one_is_set(
+    tmp_path, monkeypatch):
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  env = runner.child_env(str(tmp_path / "out"))
+  assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "out" / ".jax_cache")
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+  assert runner.child_env(str(tmp_path / "out"))["JAX_COMPILATION_CACHE_DIR"] == \
+      "/elsewhere"
+
+
 def test_error_line_skips_the_progress_bar_and_names_signals():
   tail = ("step 2 eval: accuracy=0\n 33%|███▎      | 2/6 [00:40<01:14, 18.62s/step, "
           "loss=5.9]python -m altup_t5.train: stopped: loss is nan at step 3\n"
@@ -593,9 +603,15 @@ def test_toy_study_end_to_end_with_a_failing_run_then_continued(tmp_path, capsys
 def test_seeded_study_with_finetuning_end_to_end_then_continued(tmp_path, capsys,
                                                                 toy_env):
   out_dir = tmp_path / "study"
-  # Part of it first (as if it had been interrupted after the dense runs) ...
-  code, out, _ = run_compare(capsys, SEEDS_STUDY, "--out", out_dir, "--only", "dense")
+  # Part of it first (as if it had been interrupted after the dense runs), leaving
+  # the timing phase to a later call ...
+  code, out, _ = run_compare(capsys, SEEDS_STUDY, "--out", out_dir, "--only", "dense",
+                             "--skip_timing")
   assert code == 0
+  assert not (out_dir / "timing.json").exists()
+  # Every process compiled into the study's one compilation cache (seed 1 loads seed
+  # 0's programs from it).
+  assert len(list((out_dir / runner.COMPILATION_CACHE).iterdir())) >= 3
   assert [l.split(":")[0] for l in out.splitlines() if "finished in" in l] == [
       "[1/8] micro dense seed 0", "[2/8] micro dense seed 1", "[3/8] tiny dense seed 0",
       "[4/8] tiny dense seed 1", "[5/8] micro dense seed 0 finetune",
