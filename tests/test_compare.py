@@ -609,9 +609,10 @@ def test_seeded_study_with_finetuning_end_to_end_then_continued(tmp_path, capsys
                              "--skip_timing")
   assert code == 0
   assert not (out_dir / "timing.json").exists()
-  # Every process compiled into the study's one compilation cache (seed 1 loads seed
-  # 0's programs from it).
-  assert len(list((out_dir / runner.COMPILATION_CACHE).iterdir())) >= 3
+  # The processes compiled into the study's one compilation cache (seed 1 loads seed
+  # 0's train step from it).
+  cached = [p.name for p in (out_dir / runner.COMPILATION_CACHE).iterdir()]
+  assert any(name.startswith("jit__train_step_fn-") for name in cached), cached
   assert [l.split(":")[0] for l in out.splitlines() if "finished in" in l] == [
       "[1/8] micro dense seed 0", "[2/8] micro dense seed 1", "[3/8] tiny dense seed 0",
       "[4/8] tiny dense seed 1", "[5/8] micro dense seed 0 finetune",
