@@ -580,7 +580,10 @@ def write_reproduction_doc(study, results: Sequence[RunResult], out_dir: str,
       "command continues it), then this page's skeleton from its results:",
       "```bash\n" + study_command + "\n" + doc_command + "\n```",
       "Each run is one training job; `compare` ran these (MODEL_DIR under the "
-      "study's output directory):",
+      "study's output directory)" + (
+          f" for seed {study.seeds[0]}; the other seeds' commands differ only in "
+          "RANDOM_SEED and MODEL_DIR (OUT/report.md lists every run's):"
+          if len(study.seeds) > 1 else ":"),
       "```bash\n" + "\n".join(commands) + "\n```",
       *result_sections(study, results),
       failures(results) and "Runs that did not finish:\n\n" + failures(results),

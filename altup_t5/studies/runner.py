@@ -358,7 +358,9 @@ def write_outputs(study: study_lib.Study, out_dir: str, doc: str | None,
     study_command = shlex.join([*PROG.split(), study.path, "--out", out_dir])
     doc_command = shlex.join([*PROG.split(), study.path, "--out", out_dir,
                               "--report_only", "--doc", doc])
-    report.write_reproduction_doc(study, results, out_dir, doc, commands, figures,
+    # One seed's commands: the others differ only in RANDOM_SEED and MODEL_DIR.
+    first_seed = [display_command(r) for r in runs if r.seed == runs[0].seed]
+    report.write_reproduction_doc(study, results, out_dir, doc, first_seed, figures,
                                   study_command, doc_command)
   return results
 
