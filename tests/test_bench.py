@@ -190,6 +190,37 @@ def test_missing_torch_gives_one_line_with_the_install_command(monkeypatch):
   assert "pip install torch==2.13.0" in note and "\n" not in note
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_hf_peer_mirrors_the_micro_config_and_times_every_kind(dtype):
+  if hf_peer.missing_requirement():
+    pytest.skip(hf_peer.missing_requirement())
+  settings = bench.BenchSettings(decode_tokens=3, decode_batch=(1, 3))
+  rng = np.random.default_rng(0)
+  # In its child process, as bench runs it (torch beside XLA in one process crashes).
+  peer = hf_peer.PeerProcess(micro(dtype=dtype), rng.integers(2, 100, (2, 5)),
+                             rng.integers(2, 100, (2, 4)), settings.decode_tokens,
+                             settings.decode_batch)
+  try:
+    # Hand count for micro(): embedding 100*16; encoder layer q,k,v,o 4*16*8 + mlp
+    # 3*16*24 + 2 norms of 16; decoder layer 2 attentions + mlp + 3 norms; one relpos
+    # table of 32 buckets x 2 heads per stack; two final norms; the untied 16*100 head.
+    encoder_layer = 4 * 16 * 8 + 3 * 16 * 24 + 2 * 16
+    decoder_layer = 2 * 4 * 16 * 8 + 3 * 16 * 24 + 3 * 16
+    assert peer.num_params == (1600 + encoder_layer + decoder_layer + 2 * 32 * 2
+                               + 2 * 16 + 1600)
+    assert peer.kinds == bench.kinds(settings)
+    for kind in peer.kinds:  # decoding raises there unless it made [batch, 3 + 1] ids
+      wall, cpu = peer.run(kind)
+      # CPU seconds come in 10 ms clock ticks: a short call may show 0 (or -1e-16
+      # from the float subtraction).
+      assert wall > 0 and cpu > -1e-9
+    with pytest.raises(ValueError, match="'decode_8' is not one of"):
+      peer.run("decode_8")
+    assert ("bfloat16 autocast" in peer.versions) == (dtype == "bfloat16")
+  finally:
+    peer.close()
+
+
 def test_a_tiny_run_prints_one_row_per_variant(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(

@@ -132,7 +132,8 @@ def make_peer(cfg: T5Config, inputs: np.ndarray, targets: np.ndarray,
                            f"({rows}, {decode_tokens} new tokens + 1)")
     return decode
 
-  versions = (f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+  versions = (f"torch {torch.__version__} ({torch.get_num_threads()} threads"
+              f"{', bfloat16 autocast' if str(cfg.dtype) == 'bfloat16' else ''}), "
               f"transformers {transformers.__version__}")
   work = {"train_step": train_step, "forward": forward, "score": score}
   work.update({decode_kind(rows): decoder(rows) for rows in decode_batch})
