@@ -80,11 +80,15 @@ def test_wide_is_the_dense_count_of_the_wider_shape():
                                                                 + 2 * logits)
 
 
-def _subject(name, flops, step, forward, decode, cpu=1.0):
+def _subject(name, flops, step, forward, decode, cpu=1.0, score=1.0):
+  """`decode`: seconds per decode call, one number or {batch: seconds}."""
+  decode = decode if isinstance(decode, dict) else {1: decode}
   return bench.Subject(
       name=name, num_params=10, model_flops=flops, work={},
       samples={"train_step": [(step, cpu), (9.0, cpu), (step, cpu)],  # median: step
-               "forward": [(forward, 0.0)], "decode": [(decode, 0.0)]})
+               "forward": [(forward, 0.0)],
+               "score": [(score, 0.0), (0.1, 0.0), (score, 0.0)],  # median: score
+               **{f"decode_{b}": [(t, 0.0)] for b, t in decode.items()}})
 
 
 def test_summary_divides_by_dense_medians_from_the_same_run():
@@ -101,12 +105,47 @@ def test_summary_divides_by_dense_medians_from_the_same_run():
   assert altup["step_cpu_ratio"] == pytest.approx(1.2)
   assert altup["cpu_time_over_flops_ratio"] == pytest.approx(1.2 / 1.11)
   assert altup["forward_ratio"] == pytest.approx(1.2)
-  assert altup["decode_tokens_per_second"] == pytest.approx(8 / 5.0)
-  assert altup["decode_ratio"] == pytest.approx(5.0 / 4.0)
+  assert altup["decode"] == [{"batch": 1, "seconds": 5.0,
+                              "tokens_per_second": pytest.approx(8 / 5.0),
+                              "ratio": pytest.approx(5.0 / 4.0)}]
   assert altup["train_tokens_per_second"] == pytest.approx(2 * (6 + 4) / 2.3)
   table = bench.format_table(rows).splitlines()
   assert len(table) == 4 and table[3].startswith("| altup | ")
   assert "| 2.300 (1.150×) | 1.20 (1.200×) | 1.036, 1.081 |" in table[3]
+  assert "| decode tok/s, batch 1 (×dense time) |" in table[0]
+
+
+def test_summary_reports_scoring_and_decoding_at_every_batch_against_dense():
+  # Two rounds of made-up samples per kind; scoring's median is its middle sample.
+  settings = bench.BenchSettings(batch=4, inputs_length=6, targets_length=4,
+                                 decode_tokens=10, decode_batch=(1, 8))
+  dense = _subject("dense", 100.0, 2.0, 1.0, {1: 0.5, 8: 1.0}, score=0.8)
+  altup = _subject("altup", 111.0, 2.3, 1.2, {1: 0.6, 8: 1.5}, score=1.0)
+  peer = _subject("hf_t5 (torch)", 100.0, 4.0, 2.0, {1: 2.0, 8: 2.5}, score=3.2)
+  rows = bench.summarize([dense, altup, peer], peak_flops=200.0, settings=settings)
+  by_name = {r["variant"]: r for r in rows}
+  # 4 examples per scoring call: 4 / 0.8 = 5 per second for dense, 4 / 1.0 for AltUp.
+  assert by_name["dense"]["score_examples_per_second"] == pytest.approx(5.0)
+  assert by_name["altup"]["score_examples_per_second"] == pytest.approx(4.0)
+  assert by_name["altup"]["score_ratio"] == pytest.approx(1.0 / 0.8)
+  assert by_name["dense"]["score_ratio"] == 1.0
+  # 10 new tokens per row: batch 1 makes 10 tokens a call, batch 8 makes 80.
+  assert [(d["batch"], d["tokens_per_second"], d["ratio"])
+          for d in by_name["altup"]["decode"]] == [
+              (1, pytest.approx(10 / 0.6), pytest.approx(0.6 / 0.5)),
+              (8, pytest.approx(80 / 1.5), pytest.approx(1.5 / 1.0))]
+  table = bench.format_table(rows).splitlines()
+  header = [c.strip() for c in table[0].split("|")[1:-1]]
+  assert header[7:11] == ["forward s (×dense)", "score ex/s (×dense time)",
+                          "decode tok/s, batch 1 (×dense time)",
+                          "decode tok/s, batch 8 (×dense time)"]
+  altup_cells = [c.strip() for c in table[3].split("|")[1:-1]]
+  assert altup_cells[8:11] == ["4.00 (1.250×)", "16.7 (1.200×)", "53.3 (1.500×)"]
+  # Ours over the peer: scoring 5 / (4 / 3.2) = 4.00x; decoding (10 / 0.5) / (10 / 2.0)
+  # = 4.00x at batch 1 and (80 / 1.0) / (80 / 2.5) = 2.50x at batch 8.
+  summary = bench.peer_summary(rows, "torch x")
+  assert "our scoring 4.00× its examples/s" in summary
+  assert "our greedy decoding 4.00× at batch 1, 2.50× at batch 8 its `generate`" in summary
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -115,6 +154,13 @@ def test_summary_divides_by_dense_medians_from_the_same_run():
     (["--sizes", "medium"], "unknown 'medium'; allowed: tiny,small"),
     (["--lengths", "512"], "--lengths='512' must be two positive integers"),
     (["--peer", "tf"], "argument --peer: invalid choice: 'tf'"),
+    (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+    (["--decode_batch", "1,0"], "--decode_batch='1,0' must be positive integers "
+                                "separated by commas, e.g. 1,8,32"),
+    (["--decode_batch", "1,,8"], "--decode_batch='1,,8' must be positive integers"),
+    (["--decode_batch", "-1"], "--decode_batch='-1' must be positive integers"),
+    (["--decode_batch", "8,x"], "--decode_batch='8,x' must be positive integers"),
+    (["--decode_batch", "1,8,1,8"], "--decode_batch='1,8,1,8' repeats 1,8 (see --help)"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -122,6 +168,15 @@ def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and message in err
+
+
+def test_decode_batches_and_dtype_parse_in_order_with_float32_by_default():
+  default = bench.parse_args([])
+  assert (default.decode_batch, default.dtype) == ((1,), "float32")
+  settings = bench.parse_args(["--decode_batch", "32, 1,8", "--dtype", "bfloat16"])
+  assert (settings.decode_batch, settings.dtype) == ((32, 1, 8), "bfloat16")
+  assert bench.kinds(settings) == ("train_step", "forward", "score",
+                                   "decode_32", "decode_1", "decode_8")
 
 
 def test_dense_is_always_measured_first_as_the_reference():
@@ -135,18 +190,55 @@ def test_missing_torch_gives_one_line_with_the_install_command(monkeypatch):
   assert "pip install torch==2.13.0" in note and "\n" not in note
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_hf_peer_mirrors_the_micro_config_and_times_every_kind(dtype):
+  if hf_peer.missing_requirement():
+    pytest.skip(hf_peer.missing_requirement())
+  settings = bench.BenchSettings(decode_tokens=3, decode_batch=(1, 3))
+  rng = np.random.default_rng(0)
+  # In its child process, as bench runs it (torch beside XLA in one process crashes).
+  peer = hf_peer.PeerProcess(micro(dtype=dtype), rng.integers(2, 100, (2, 5)),
+                             rng.integers(2, 100, (2, 4)), settings.decode_tokens,
+                             settings.decode_batch)
+  try:
+    # Hand count for micro(): embedding 100*16; encoder layer q,k,v,o 4*16*8 + mlp
+    # 3*16*24 + 2 norms of 16; decoder layer 2 attentions + mlp + 3 norms; one relpos
+    # table of 32 buckets x 2 heads per stack; two final norms; the untied 16*100 head.
+    encoder_layer = 4 * 16 * 8 + 3 * 16 * 24 + 2 * 16
+    decoder_layer = 2 * 4 * 16 * 8 + 3 * 16 * 24 + 3 * 16
+    assert peer.num_params == (1600 + encoder_layer + decoder_layer + 2 * 32 * 2
+                               + 2 * 16 + 1600)
+    assert peer.kinds == bench.kinds(settings)
+    for kind in peer.kinds:  # decoding raises there unless it made [batch, 3 + 1] ids
+      wall, cpu = peer.run(kind)
+      # CPU seconds come in 10 ms clock ticks: a short call may show 0 (or -1e-16
+      # from the float subtraction).
+      assert wall > 0 and cpu > -1e-9
+    with pytest.raises(ValueError, match="'decode_8' is not one of"):
+      peer.run("decode_8")
+    assert ("bfloat16 autocast" in peer.versions) == (dtype == "bfloat16")
+  finally:
+    peer.close()
+
+
 def test_a_tiny_run_prints_one_row_per_variant(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(
       [sys.executable, "-m", "altup_t5.bench", "--sizes", "tiny",
        "--variants", "dense,recycled_altup", "--steps", "1", "--warmup", "0",
-       "--lengths", "32,8", "--decode_tokens", "4", "--json", str(out)],
+       "--lengths", "32,8", "--decode_tokens", "4", "--decode_batch", "1,2",
+       "--json", str(out)],
       cwd=REPO, capture_output=True, text=True, timeout=600,
       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert result.returncode == 0, result.stderr[-2000:]
   rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
   assert [r.split("|")[1].strip() for r in rows] == ["variant", "dense", "recycled_altup"]
   assert "(1.000×)" in rows[1]
+  header = [c.strip() for c in rows[0].split("|")[1:-1]]
+  assert header[8:11] == ["score ex/s (×dense time)", "decode tok/s, batch 1 (×dense time)",
+                          "decode tok/s, batch 2 (×dense time)"]
+  assert all(len(r.split("|")) == len(rows[0].split("|")) for r in rows)
+  assert "float32 activations" in result.stdout and "float32 matmul peak" in result.stdout
   data = json.loads(out.read_text())
   dense, recycled = data["sizes"]["tiny"]["rows"]
   # Recycled-AltUp adds exactly K^2 + K = 6 scalars to each of the 4 + 4 layers.
@@ -154,7 +246,13 @@ def test_a_tiny_run_prints_one_row_per_variant(tmp_path):
   cfg = config_for("tiny")
   assert dense["model_flops_per_step"] == bench.model_flops(cfg, 2, 32, 8, train=True)
   for row in (dense, recycled):
-    assert row["step_seconds"] > 0 and row["decode_tokens_per_second"] > 0
+    assert row["step_seconds"] > 0 and row["score_examples_per_second"] > 0
+    assert [d["batch"] for d in row["decode"]] == [1, 2]
+    for d in row["decode"]:  # batch rows of 4 new tokens per call
+      assert np.isclose(d["tokens_per_second"], 4 * d["batch"] / d["seconds"])
     assert row["xla_flops_per_step"] > 0 and row["step_memory_bytes"] > 0
+  assert dense["score_ratio"] == 1.0 and [d["ratio"] for d in dense["decode"]] == [1.0, 1.0]
+  assert np.isclose(recycled["score_examples_per_second"], 2 / recycled["score_seconds"])
+  assert data["sizes"]["tiny"]["peak_dtype"] == "float32"
   assert np.isclose(recycled["step_ratio"],
                     recycled["step_seconds"] / dense["step_seconds"])

@@ -43,12 +43,12 @@ SCRIPT = textwrap.dedent("""
     predictions = [json.loads(line)["prediction"] for line in open(f"{out_dir}/out.jsonl")]
     # bench's decode goes through the same predictor, on bench's mesh of all devices.
     settings = bench.BenchSettings(batch=8, inputs_length=16, targets_length=8,
-                                   decode_tokens=6, decode_batch=8)
+                                   decode_tokens=6, decode_batch=(8,))
     mesh = partitioning.make_mesh(model=mesh_model)
     subject = bench.make_subject(micro_config("altup", num_heads=4), settings, mesh)
     print(json.dumps(dict(devices=jax.device_count(), mesh=dict(mesh.shape),
                           scores=scores, predictions=predictions,
-                          bench=np.asarray(subject.outputs["decoded"]).tolist())))
+                          bench=np.asarray(subject.outputs["decoded"][8]).tolist())))
 """)
 
 

@@ -2,14 +2,23 @@ r"""What each variant costs, side by side: `python -m altup_t5.bench`.
 
   python -m altup_t5.bench --sizes small,tiny --steps 10 --json /tmp/bench.json
   python -m altup_t5.bench --sizes small --variants dense,altup --peer hf
+  python -m altup_t5.bench --sizes small,base --dtype bfloat16 --decode_batch 1,8,32
 
 For every size and variant, in ONE process: the median time of the real train step
-(`trainer.Trainer`: forward, backward, Adafactor), of its forward pass alone, and of
-greedy decoding with the KV cache (batch 1, `--decode_tokens` new tokens, forced to the
-full length); parameters; FLOPs per step, both XLA's cost analysis and the *model
-FLOPs* counted here from the architecture (`model_flops`); achieved FLOP/s as a
-fraction of a float32 matmul peak measured in the same process; and memory. Every
-time is also printed as a ratio to `dense` measured in the same run.
+(`trainer.Trainer`: forward, backward, Adafactor), of its forward pass alone (train
+mode), of teacher-forced *scoring* (the eval-mode forward and metrics, no dropout:
+`Predictor.score`, i.e. `model.loss_and_metrics(params, batch, None)` jitted, on the
+bench batch, in examples/s), and of greedy decoding with the KV cache (at each
+`--decode_batch`, that many copies of the first prompt, `--decode_tokens` new tokens,
+forced to the full length); parameters; FLOPs per step, both XLA's cost analysis and
+the *model FLOPs* counted here from the architecture (`model_flops`); achieved FLOP/s
+as a fraction of a matmul peak measured in the same process and the same dtype
+(`--dtype`: the activations' dtype; parameters stay float32); and memory. Every time
+is also printed as a ratio to `dense` measured in the same run.
+
+Scoring is the speed the studies' paper-style speedup is read against:
+`altup_t5/studies/timing.py` scores a study's runs the same way (the same
+`Predictor.score` on full-length rows of random ids).
 
 Measurements are interleaved: each round times every variant once (in a rotating
 order, with the matmul peak and the optional HF peer in the same round), so noise
@@ -46,7 +55,11 @@ from altup_t5.training import trainer
 from altup_t5.model.config import SIZES, Router, T5Config, Variant, config_for
 
 VARIANTS = tuple(v.value for v in Variant)
-PEAK_MATMUL_SIZE = 2048  # the square float32 matmul whose speed is "peak"
+DTYPES = ("float32", "bfloat16")
+# The side of the square matmul whose speed is "peak": 2048 keeps a CPU round short;
+# an accelerator finishes that in microseconds, where dispatch would dominate.
+PEAK_MATMUL_SIZE = 2048  # on a CPU
+PEAK_MATMUL_SIZE_ACCELERATOR = 8192
 PEAK_REPEATS = 3  # matmuls timed per round
 
 
@@ -65,7 +78,9 @@ class BenchSettings:
   inputs_length: int = 512
   targets_length: int = 114
   decode_tokens: int = 64
-  decode_batch: int = 1  # sequences decoded together (a multiple of the data-parallel size)
+  # Sequences decoded together, one measurement each (multiples of the data-parallel size).
+  decode_batch: tuple[int, ...] = (1,)
+  dtype: str = "float32"  # activations (and the peak matmul); parameters stay float32
   peer: str | None = None  # "hf": also time HuggingFace's T5 (torch)
   json_path: str | None = None
   seed: int = 0
@@ -86,6 +101,19 @@ def _names(text: str, allowed: Sequence[str], flag: str) -> tuple[str, ...]:
   return tuple(dict.fromkeys(names))  # drop repeats, keep order
 
 
+def _batches(text: str) -> tuple[int, ...]:
+  """`--decode_batch`: positive integers, comma-separated, each once."""
+  parts = [p.strip() for p in text.split(",")]
+  if not all(p.isdigit() and int(p) > 0 for p in parts):
+    raise ValueError(f"--decode_batch={text!r} must be positive integers separated by "
+                     "commas, e.g. 1,8,32")
+  batches = tuple(int(p) for p in parts)
+  repeated = sorted({b for b in batches if batches.count(b) > 1})
+  if repeated:
+    raise ValueError(f"--decode_batch={text!r} repeats {','.join(map(str, repeated))}")
+  return batches
+
+
 def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
   parser = _Parser(prog="python -m altup_t5.bench",
                    description=__doc__.split("\n\n")[0].split(": ")[0])
@@ -97,8 +125,12 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
   parser.add_argument("--batch", type=int, default=2)
   parser.add_argument("--lengths", default="512,114", help="inputs,targets lengths")
   parser.add_argument("--decode_tokens", type=int, default=64)
-  parser.add_argument("--decode_batch", type=int, default=1,
-                      help="sequences decoded together (default 1)")
+  parser.add_argument("--decode_batch", default="1",
+                      help="sequences decoded together, a comma list timed one by one "
+                      "(default 1), e.g. 1,8,32")
+  parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                      help="activation dtype of the models and the peak matmul "
+                      "(parameters stay float32)")
   parser.add_argument("--peer", choices=["hf"], default=None,
                       help="also time HuggingFace transformers' T5 (needs torch)")
   parser.add_argument("--json", default=None, help="also write every number here")
@@ -106,14 +138,14 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
   try:
     sizes = _names(args.sizes, tuple(SIZES), "--sizes")
     variants = _names(args.variants, VARIANTS, "--variants")
+    decode_batch = _batches(args.decode_batch)
     lengths = args.lengths.split(",")
     if len(lengths) != 2 or not all(x.strip().isdigit() and int(x) > 0 for x in lengths):
       raise ValueError(f"--lengths={args.lengths!r} must be two positive integers "
                        "INPUTS,TARGETS, e.g. 512,114")
     for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
                              ("--batch", args.batch, 1),
-                             ("--decode_tokens", args.decode_tokens, 1),
-                             ("--decode_batch", args.decode_batch, 1)):
+                             ("--decode_tokens", args.decode_tokens, 1)):
       if value < low:
         raise ValueError(f"{flag}={value} must be >= {low}")
   except ValueError as error:
@@ -124,7 +156,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
                        warmup=args.warmup, batch=args.batch,
                        inputs_length=int(lengths[0]), targets_length=int(lengths[1]),
                        decode_tokens=args.decode_tokens,
-                       decode_batch=args.decode_batch, peer=args.peer,
+                       decode_batch=decode_batch, dtype=args.dtype, peer=args.peer,
                        json_path=args.json)
 
 
@@ -137,15 +169,21 @@ class Subject:
   name: str
   num_params: int
   model_flops: float  # per train step
-  # "train_step", "forward", "decode"; each returns None, or its own (wall, CPU) sample
+  # "train_step", "forward", "score", "decode_<batch>" (`kinds`); each returns None,
+  # or its own (wall, CPU) sample
   work: dict[str, Callable[[], tuple[float, float] | None]]
   xla: dict[str, float] = dataclasses.field(default_factory=dict)
   samples: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
-  # The last outputs of the work (e.g. "decoded" token ids), for checks.
+  # The last outputs of the work (e.g. "decoded": {batch: token ids}), for checks.
   outputs: dict[str, object] = dataclasses.field(default_factory=dict)
 
   def median(self, kind: str, index: int = 0) -> float:
     return float(np.median([s[index] for s in self.samples[kind]]))
+
+
+def kinds(settings: BenchSettings) -> tuple[str, ...]:
+  """The units of work timed for every subject, in the order of each round."""
+  return hf_peer.KINDS + tuple(hf_peer.decode_kind(b) for b in settings.decode_batch)
 
 
 def _process_cpu_seconds() -> float:
@@ -174,7 +212,7 @@ def random_batch(cfg: T5Config, settings: BenchSettings) -> dict[str, np.ndarray
 
 
 def make_subject(cfg: T5Config, settings: BenchSettings, mesh) -> Subject:
-  """Compiles the variant's train step, forward pass and greedy decoder."""
+  """Compiles the variant's train step, forward pass, scoring and greedy decoders."""
   model = seq2seq.Seq2SeqModel(network.Transformer(cfg))
   batch = random_batch(cfg, settings)
   engine = trainer.Trainer(model, trainer.OptimizerSettings(), mesh,
@@ -193,20 +231,29 @@ def make_subject(cfg: T5Config, settings: BenchSettings, mesh) -> Subject:
   def forward():
     jax.block_until_ready(loss(box["state"].params, device_batch))
 
-  # Decoding through the one predict path (as eval and infer decode), `decode_batch`
-  # copies of the first prompt. eos_id = vocab_size can never be chosen, so every
-  # variant decodes the full length.
-  predictor = predictor_lib.Predictor(engine.placement, rows=settings.decode_batch)
-  prompt = jax.device_put(  # [decode_batch, inputs_length]
-      np.repeat(batch["encoder_input_tokens"][:1], settings.decode_batch, axis=0),
-      engine.placement.batch_sharding(2))
+  # Scoring through the one predict path (as eval and the studies' timing score):
+  # eval mode (MoE's eval capacity), no dropout rng.
+  scorer = predictor_lib.Predictor(engine.placement, rows=settings.batch)
 
-  def decode():
-    box["decoded"] = jax.block_until_ready(predictor.decode_batch(
-        box["state"].params, prompt, max_decode_length=settings.decode_tokens,
-        eos_id=cfg.vocab_size))
+  def score():
+    jax.block_until_ready(scorer.score(box["state"].params, device_batch))
 
-  work = {"train_step": train_step, "forward": forward, "decode": decode}
+  work = {"train_step": train_step, "forward": forward, "score": score}
+  # Decoding through the same path (as eval and infer decode), `rows` copies of the
+  # first prompt. eos_id = vocab_size can never be chosen, so every variant decodes
+  # the full length.
+  box["decoded"] = {}
+  for rows in settings.decode_batch:
+    predictor = predictor_lib.Predictor(engine.placement, rows=rows)
+    prompt = jax.device_put(  # [rows, inputs_length]
+        np.repeat(batch["encoder_input_tokens"][:1], rows, axis=0),
+        engine.placement.batch_sharding(2))
+
+    def decode(predictor=predictor, prompt=prompt, rows=rows):
+      box["decoded"][rows] = jax.block_until_ready(predictor.decode_batch(
+          box["state"].params, prompt, max_decode_length=settings.decode_tokens,
+          eos_id=cfg.vocab_size))
+    work[hf_peer.decode_kind(rows)] = decode
   for fn in work.values():
     fn()  # compiles: keep compilation out of every sample, warm-up or not
   params = jax.tree_util.tree_leaves(engine.abstract_state.params)
@@ -217,10 +264,16 @@ def make_subject(cfg: T5Config, settings: BenchSettings, mesh) -> Subject:
       work=work, xla=engine.step_cost(), outputs=box)
 
 
-def matmul_peak() -> Callable[[], None]:
-  """A jitted float32 [n, n] x [n, n] matmul: the machine's attainable FLOP/s."""
-  n = PEAK_MATMUL_SIZE
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+def peak_matmul_size() -> int:
+  cpu = jax.devices()[0].platform == "cpu"
+  return PEAK_MATMUL_SIZE if cpu else PEAK_MATMUL_SIZE_ACCELERATOR
+
+
+def matmul_peak(dtype: str = "float32") -> Callable[[], None]:
+  """A jitted [n, n] x [n, n] matmul in `dtype`: the machine's attainable FLOP/s in
+  the dtype the models compute in."""
+  n = peak_matmul_size()
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
   matmul = jax.jit(jnp.matmul)
 
   def run():
@@ -233,7 +286,6 @@ def measure(subjects: list[Subject], peak: Callable[[], None], settings: BenchSe
             log=print) -> list[float]:
   """Interleaved rounds; returns the peak matmul's wall times (seconds)."""
   peak_times = []
-  kinds = ("train_step", "forward", "decode")
   for round_ in range(settings.warmup + settings.steps):
     timed = round_ >= settings.warmup
     shift = round_ % len(subjects)
@@ -242,7 +294,7 @@ def measure(subjects: list[Subject], peak: Callable[[], None], settings: BenchSe
       wall, _ = _time(peak)
       if timed:
         peak_times.append(wall)
-    for kind in kinds:
+    for kind in kinds(settings):
       for subject in order:
         sample = _time(subject.work[kind])
         if timed:
@@ -261,7 +313,7 @@ def summarize(subjects: list[Subject], peak_flops: float,
   tokens = settings.batch * (settings.inputs_length + settings.targets_length)
   rows = []
   for s in subjects:
-    step, fwd, dec = (s.median(k) for k in ("train_step", "forward", "decode"))
+    step, fwd, score = (s.median(k) for k in ("train_step", "forward", "score"))
     row = {
         "variant": s.name, "params": s.num_params,
         "model_flops_per_step": s.model_flops,
@@ -271,8 +323,14 @@ def summarize(subjects: list[Subject], peak_flops: float,
         "step_cpu_seconds": s.median("train_step", 1),
         "step_cpu_ratio": s.median("train_step", 1) / dense.median("train_step", 1),
         "forward_seconds": fwd, "forward_ratio": fwd / dense.median("forward"),
-        "decode_tokens_per_second": settings.decode_tokens * settings.decode_batch / dec,
-        "decode_ratio": dec / dense.median("decode"),
+        "score_seconds": score, "score_examples_per_second": settings.batch / score,
+        "score_ratio": score / dense.median("score"),
+        "decode": [{"batch": b, "seconds": s.median(hf_peer.decode_kind(b)),
+                    "tokens_per_second": (settings.decode_tokens * b
+                                          / s.median(hf_peer.decode_kind(b))),
+                    "ratio": (s.median(hf_peer.decode_kind(b))
+                              / dense.median(hf_peer.decode_kind(b)))}
+                   for b in settings.decode_batch],
         "train_tokens_per_second": tokens / step,
         "model_flops_per_second": s.model_flops / step,
         "fraction_of_peak": s.model_flops / step / peak_flops,
@@ -289,10 +347,12 @@ def summarize(subjects: list[Subject], peak_flops: float,
 
 
 def format_table(rows: list[dict]) -> str:
+  decode_columns = "".join(f"| decode tok/s, batch {d['batch']} (×dense time) "
+                           for d in rows[0]["decode"])
   header = ("| variant | params | model GFLOP/step (×dense) | XLA GFLOP/step "
             "| train step s (×dense) | CPU s/step (×dense) | time÷FLOP ratio: wall, CPU "
-            "| forward s (×dense) | decode tok/s (×dense time) | train tok/s "
-            "| % of peak | XLA step MB |")
+            "| forward s (×dense) | score ex/s (×dense time) " + decode_columns
+            + "| train tok/s | % of peak | XLA step MB |")
   lines = [header, "|" + "---|" * (header.count("|") - 1)]
   for r in rows:
     xla = r["xla_flops_per_step"]
@@ -305,7 +365,9 @@ def format_table(rows: list[dict]) -> str:
         f"| {r['step_cpu_seconds']:.2f} ({r['step_cpu_ratio']:.3f}×) "
         f"| {r['time_over_flops_ratio']:.3f}, {r['cpu_time_over_flops_ratio']:.3f} "
         f"| {r['forward_seconds']:.3f} ({r['forward_ratio']:.3f}×) "
-        f"| {r['decode_tokens_per_second']:.1f} ({r['decode_ratio']:.3f}×) "
+        f"| {r['score_examples_per_second']:.2f} ({r['score_ratio']:.3f}×) "
+        + "".join(f"| {d['tokens_per_second']:.1f} ({d['ratio']:.3f}×) "
+                  for d in r["decode"]) +
         f"| {r['train_tokens_per_second']:.0f} "
         f"| {100 * r['fraction_of_peak']:.1f}% "
         f"| {'-' if memory is None else f'{memory / 2**20:.0f}'} |")
@@ -320,7 +382,8 @@ def run(settings: BenchSettings, log=print) -> dict:
   if skip_peer:
     log(skip_peer)
   mesh = partitioning.make_mesh()
-  results = {"settings": dataclasses.asdict(settings), "environment": _environment(),
+  results = {"settings": dataclasses.asdict(settings),
+             "environment": _environment(settings.dtype),
              "sizes": {}}
   load_before = os.getloadavg()
   for size in settings.sizes:
@@ -330,28 +393,30 @@ def run(settings: BenchSettings, log=print) -> dict:
     subjects = []
     for variant in settings.variants:
       start = time.perf_counter()
-      subjects.append(make_subject(config_for(size, variant), settings, mesh))
+      cfg = config_for(size, variant, dtype=settings.dtype)
+      subjects.append(make_subject(cfg, settings, mesh))
       log(f"  {variant}: ready in {time.perf_counter() - start:.0f} s")
     peer = None
     if settings.peer == "hf" and not skip_peer:
-      dense_cfg = config_for(size, "dense")
+      dense_cfg = config_for(size, "dense", dtype=settings.dtype)
       batch = random_batch(dense_cfg, settings)
       start = time.perf_counter()
       peer = hf_peer.PeerProcess(dense_cfg, batch["encoder_input_tokens"],
                                  batch["decoder_target_tokens"], settings.decode_tokens,
-                                 settings.seed)
+                                 settings.decode_batch, settings.seed)
       subjects.append(Subject(
           name=peer.name, num_params=peer.num_params, model_flops=subjects[0].model_flops,
-          work={kind: functools.partial(peer.run, kind) for kind in hf_peer.KINDS}))
+          work={kind: functools.partial(peer.run, kind) for kind in kinds(settings)}))
       log(f"  {peer.name}: ready in {time.perf_counter() - start:.0f} s "
           f"(a child process: {peer.versions})")
-    peak = matmul_peak()
+    peak = matmul_peak(settings.dtype)
     peak_times = measure(subjects, peak, settings, log)
-    peak_flops = 2 * PEAK_MATMUL_SIZE ** 3 / float(np.median(peak_times))
+    peak_flops = 2 * peak_matmul_size() ** 3 / float(np.median(peak_times))
     if peer:
       peer.close()
     rows = summarize(subjects, peak_flops, settings)
-    results["sizes"][size] = {"peak_flops": peak_flops, "rows": rows,
+    results["sizes"][size] = {"peak_flops": peak_flops, "peak_dtype": settings.dtype,
+                              "peak_matmul_size": peak_matmul_size(), "rows": rows,
                               "peer": peer.versions if peer else None}
     log("")
     log(_size_report(size, rows, peak_flops, settings, peer))
@@ -374,13 +439,15 @@ def _load(values) -> str:
   return "/".join(f"{v:.1f}" for v in values)
 
 
-def _environment() -> dict:
+def _environment(dtype: str) -> dict:
   devices = jax.devices()
   tuning = "; ".join(cpu_tuning.applied) or "none"
   summary = (f"jax {jax.__version__} on {len(devices)} {devices[0].platform} "
-             f"device(s), {os.cpu_count()} CPUs ({platform.machine()}), float32; "
+             f"device(s) ({devices[0].device_kind}), {os.cpu_count()} CPUs "
+             f"({platform.machine()}), {dtype} activations, float32 parameters; "
              f"CPU tuning (altup_t5/bench/cpu_tuning.py): {tuning}")
   return {"summary": summary, "jax": jax.__version__, "platform": devices[0].platform,
+          "device_kind": devices[0].device_kind, "dtype": dtype,
           "devices": len(devices), "cpus": os.cpu_count(), "cpu_tuning": tuning}
 
 
@@ -389,29 +456,40 @@ def _size_report(size: str, rows: list[dict], peak_flops: float,
   dense = rows[0]
   lines = [
       f"## {size}: batch {settings.batch}, lengths {settings.inputs_length}/"
-      f"{settings.targets_length}, medians of {settings.steps} interleaved rounds",
+      f"{settings.targets_length}, {settings.dtype} activations, medians of "
+      f"{settings.steps} interleaved rounds",
       "",
       format_table(rows),
       "",
       f"(×dense) = time ratio to dense in this run (> 1 is slower); time÷FLOP ratio = "
       f"train-step time ratio (wall, then process CPU) / model-FLOP ratio (1.000 = no "
       f"overhead beyond arithmetic). CPU seconds hardly move when other jobs share the "
-      f"cores; wall seconds do. Decoding: batch 1, {settings.decode_tokens} new tokens, "
-      f"greedy, KV cache; train tok/s counts inputs + targets.",
-      f"float32 matmul peak ({PEAK_MATMUL_SIZE}³, median of "
+      f"cores; wall seconds do. Scoring: teacher-forced, eval mode, no dropout, "
+      f"the bench batch ({settings.batch} rows), as the studies' timing scores. "
+      f"Decoding: batch {','.join(map(str, settings.decode_batch))}, "
+      f"{settings.decode_tokens} new tokens, greedy, KV cache; train tok/s counts "
+      f"inputs + targets.",
+      f"{settings.dtype} matmul peak ({peak_matmul_size()}³, median of "
       f"{PEAK_REPEATS * settings.steps}): {peak_flops / 1e9:.1f} GFLOP/s; dense "
       f"train step: {dense['model_flops_per_second'] / 1e9:.1f} GFLOP/s = "
       f"{100 * dense['fraction_of_peak']:.1f}% of it.",
   ]
   if peer:
-    hf = rows[-1]
-    lines.append(
-        f"HF peer ({peer.versions}; Adafactor from transformers): our dense train "
-        f"step {dense['train_tokens_per_second'] / hf['train_tokens_per_second']:.2f}× "
-        f"its tokens/s; our greedy decoding "
-        f"{dense['decode_tokens_per_second'] / hf['decode_tokens_per_second']:.2f}× "
-        f"its `generate` tokens/s.")
+    lines.append(peer_summary(rows, peer.versions))
   return "\n".join(lines)
+
+
+def peer_summary(rows: list[dict], versions: str) -> str:
+  """Our dense row (first) against the peer's (last), as throughput ratios."""
+  dense, hf = rows[0], rows[-1]
+  decode = ", ".join(
+      f"{ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}× at batch "
+      f"{ours['batch']}" for ours, theirs in zip(dense["decode"], hf["decode"]))
+  return (f"HF peer ({versions}; Adafactor from transformers): our dense train "
+          f"step {dense['train_tokens_per_second'] / hf['train_tokens_per_second']:.2f}× "
+          f"its tokens/s; our scoring "
+          f"{dense['score_examples_per_second'] / hf['score_examples_per_second']:.2f}× "
+          f"its examples/s; our greedy decoding {decode} its `generate` tokens/s.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,11 +5,15 @@ would pick instead, timed on the same batch, lengths and machine, in the same ru
 
 The peer is `T5ForConditionalGeneration` built from one of our dense configs (for
 `small`, T5.1.1-small: gated-GELU, untied head, d_model 512, d_ff 1024, 6 heads x 64,
-8+8 layers, vocab 32128), randomly initialised, float32, no dropout. Its train step is
-forward + backward + `transformers.optimization.Adafactor` (T5's factored second
-moments, update clipping 1.0, parameter scaling; constant learning rate 1e-3), the
-optimiser closest to ours. Its decoding is `generate` (greedy, batch 1,
-`min_new_tokens = max_new_tokens`, so it always runs the full length, as ours does).
+8+8 layers, vocab 32128), randomly initialised, float32 parameters, no dropout, on
+the CPU. With `bench --dtype bfloat16` it computes under `torch.autocast` in bfloat16
+(parameters stay float32, as ours do). Its train step is forward + backward +
+`transformers.optimization.Adafactor` (T5's factored second moments, update clipping
+1.0, parameter scaling; constant learning rate 1e-3), the optimiser closest to ours.
+Its scoring is the eval-mode forward with labels under `no_grad` (teacher-forced, like
+ours). Its decoding is `generate` on `batch` copies of the first row, at each of
+bench's decode batches (greedy, `min_new_tokens = max_new_tokens`, so it always runs
+the full length, as ours does).
 
 It runs in a child process (`PeerProcess`) that times its own work: in a process that
 has compiled and run XLA programs, torch's OpenMP threads spent 80% of their time
@@ -19,7 +23,9 @@ keeps torch clear of this package's CPU tuning (`cpu_tuning.py`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import time
@@ -49,9 +55,7 @@ class HfPeer:
   name: str
   num_params: int
   versions: str
-  train_step: Callable[[], None]
-  forward: Callable[[], None]
-  decode: Callable[[], None]
+  work: dict[str, Callable[[], None]]  # by kind: KINDS, then decode_kind(batch)
 
 
 def hf_config(cfg: T5Config):
@@ -72,9 +76,11 @@ def hf_config(cfg: T5Config):
 
 
 def make_peer(cfg: T5Config, inputs: np.ndarray, targets: np.ndarray,
-              decode_tokens: int, seed: int = 0) -> HfPeer:
+              decode_tokens: int, decode_batch: tuple[int, ...] = (1,),
+              seed: int = 0) -> HfPeer:
   """The peer for `inputs [batch, inputs_length]` and `targets [batch, targets_length]`
-  (int token ids, no padding); decoding reads the first row of `inputs`."""
+  (int token ids, no padding); decoding reads copies of the first row of `inputs`.
+  `cfg.dtype` is the compute dtype (bfloat16: autocast)."""
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
   from transformers.optimization import Adafactor  # pylint: disable=import-outside-toplevel
@@ -90,51 +96,72 @@ def make_peer(cfg: T5Config, inputs: np.ndarray, targets: np.ndarray,
                         scale_parameter=True, warmup_init=False)
   input_ids = torch.as_tensor(np.asarray(inputs, np.int64))
   labels = torch.as_tensor(np.asarray(targets, np.int64))
+  if str(cfg.dtype) == "bfloat16":
+    compute = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+  else:
+    compute = contextlib.nullcontext
 
   def train_step():
     model.train()
-    loss = model(input_ids=input_ids, labels=labels).loss
+    with compute():
+      loss = model(input_ids=input_ids, labels=labels).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
   def forward():
     model.train()
-    with torch.no_grad():
+    with torch.no_grad(), compute():
       model(input_ids=input_ids, labels=labels)
 
-  def decode():
+  def score():
     model.eval()
-    with torch.no_grad():
-      out = model.generate(input_ids[:1], max_new_tokens=decode_tokens,
-                           min_new_tokens=decode_tokens, do_sample=False, num_beams=1)
-    if out.shape[-1] != decode_tokens + 1:  # + the start token
-      raise RuntimeError(f"HF generate returned {out.shape[-1] - 1} new tokens, "
-                         f"expected {decode_tokens}")
+    with torch.no_grad(), compute():
+      model(input_ids=input_ids, labels=labels)
 
-  versions = (f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+  def decoder(rows: int):
+    prompt = input_ids[:1].repeat(rows, 1)  # [rows, inputs_length]
+
+    def decode():
+      model.eval()
+      with torch.no_grad(), compute():
+        out = model.generate(prompt, max_new_tokens=decode_tokens,
+                             min_new_tokens=decode_tokens, do_sample=False, num_beams=1)
+      if out.shape != (rows, decode_tokens + 1):  # + the start token
+        raise RuntimeError(f"HF generate returned {tuple(out.shape)}, expected "
+                           f"({rows}, {decode_tokens} new tokens + 1)")
+    return decode
+
+  versions = (f"torch {torch.__version__} ({torch.get_num_threads()} threads"
+              f"{', bfloat16 autocast' if str(cfg.dtype) == 'bfloat16' else ''}), "
               f"transformers {transformers.__version__}")
+  work = {"train_step": train_step, "forward": forward, "score": score}
+  work.update({decode_kind(rows): decoder(rows) for rows in decode_batch})
   return HfPeer(name="hf_t5 (torch)",
                 num_params=sum(p.numel() for p in model.parameters()),
-                versions=versions, train_step=train_step, forward=forward,
-                decode=decode)
+                versions=versions, work=work)
 
 
 # ---------------------------------------------------------------- child process
 
-KINDS = ("train_step", "forward", "decode")
+# The units of work that bench times on both sides, then one decode per batch.
+KINDS = ("train_step", "forward", "score")
 
 
-def _serve(connection, cfg: T5Config, inputs, targets, decode_tokens: int, seed: int):
+def decode_kind(batch: int) -> str:
+  return f"decode_{batch}"
+
+
+def _serve(connection, cfg: T5Config, inputs, targets, decode_tokens: int,
+           decode_batch: tuple[int, ...], seed: int):
   """The child: build the peer, run each requested kind once, reply with
   (wall seconds, process CPU seconds), until asked for None."""
-  peer = make_peer(cfg, inputs, targets, decode_tokens, seed)
-  for fn in (peer.train_step, peer.forward, peer.decode):
+  peer = make_peer(cfg, inputs, targets, decode_tokens, decode_batch, seed)
+  for fn in peer.work.values():
     fn()  # first calls are slow: keep them out of every sample
   connection.send((peer.name, peer.num_params, peer.versions))
   while (kind := connection.recv()) is not None:
-    work = {"train_step": peer.train_step, "forward": peer.forward,
-            "decode": peer.decode}[kind]
+    work = peer.work[kind]
     cpu, start = os.times(), time.perf_counter()
     work()
     wall, end = time.perf_counter() - start, os.times()
@@ -144,7 +171,8 @@ def _serve(connection, cfg: T5Config, inputs, targets, decode_tokens: int, seed:
 class PeerProcess:
   """The peer in a child process; `run(kind)` times one unit of work there."""
 
-  def __init__(self, cfg: T5Config, inputs, targets, decode_tokens: int, seed: int = 0):
+  def __init__(self, cfg: T5Config, inputs, targets, decode_tokens: int,
+               decode_batch: tuple[int, ...] = (1,), seed: int = 0):
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, no JAX state
     self._connection, child_end = context.Pipe()
     saved = os.environ.get("ALTUP_T5_CPU_TUNING")
@@ -152,13 +180,14 @@ class PeerProcess:
     try:
       self._process = context.Process(
           target=_serve, args=(child_end, cfg, np.asarray(inputs), np.asarray(targets),
-                               decode_tokens, seed), daemon=True)
+                               decode_tokens, tuple(decode_batch), seed), daemon=True)
       self._process.start()
     finally:
       if saved is None:
         del os.environ["ALTUP_T5_CPU_TUNING"]
       else:
         os.environ["ALTUP_T5_CPU_TUNING"] = saved
+    self.kinds = KINDS + tuple(decode_kind(b) for b in decode_batch)
     self.name, self.num_params, self.versions = self._receive()
 
   def _receive(self):
@@ -169,8 +198,8 @@ class PeerProcess:
     return self._connection.recv()
 
   def run(self, kind: str) -> tuple[float, float]:
-    if kind not in KINDS:
-      raise ValueError(f"kind={kind!r} is not one of {KINDS}")
+    if kind not in self.kinds:
+      raise ValueError(f"kind={kind!r} is not one of {self.kinds}")
     self._connection.send(kind)
     return self._receive()
 
