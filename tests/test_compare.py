@@ -163,6 +163,26 @@ def test_report_shows_not_reached_in_words_and_the_interpolated_speedup(tmp_path
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_timing_samples_run_with_the_garbage_collector_off_and_rotate():
+  import gc
+  from altup_t5.studies import timing
+  seen = []
+
+  def work(name):
+    return lambda: seen.append((name, gc.isenabled(), gc.get_freeze_count() > 0))
+  subjects = [timing.Timed(n, {"score": work(n)}, {"score": 4.0}) for n in "abc"]
+  assert gc.isenabled()
+  timing.measure(subjects, rounds=3)
+  # Every sample ran with the collector off and setup's objects frozen ...
+  assert all(not enabled and frozen for _, enabled, frozen in seen)
+  # ... and each round starts one subject later, so no run always goes first.
+  assert [n for n, _, _ in seen] == list("abc" "bca" "cab")
+  # Afterwards the collector is back as it was, nothing left frozen.
+  assert gc.isenabled() and gc.get_freeze_count() == 0
+  assert all(len(s.samples["score"]) == 3 for s in subjects)
+  assert set(subjects[0].rates()) == {"score_examples_per_second"}
+
+
 def test_a_failed_timing_phase_is_reported_and_the_rest_still_written(tmp_path):
   import json
   results = hand_made_results()

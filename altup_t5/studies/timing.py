@@ -25,6 +25,7 @@ kept. A run that cannot be timed gets its error's first line; the others go on.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -122,13 +123,27 @@ def prepare(run: study_lib.Run, rows: int, lengths: dict[str, int],
 
 
 def measure(timed: Sequence[Timed], rounds: int) -> None:
-  for round_ in range(rounds):
-    shift = round_ % len(timed)
-    for subject in list(timed[shift:]) + list(timed[:shift]):
-      for kind, fn in subject.work.items():
-        start = time.perf_counter()
-        fn()
-        subject.samples.setdefault(kind, []).append(time.perf_counter() - start)
+  """Times every subject once per round, in a rotating order, with Python's garbage
+  collector off: a full collection walks every live object, and with a study's
+  dozens of models loaded one took longer than a small model's scoring call (cpu_full
+  under py-spy), landing on whichever sample was running. What setup made is frozen
+  out of the collector's sight first, so turning it back on costs nothing either."""
+  was_enabled = gc.isenabled()
+  gc.collect()
+  gc.freeze()
+  gc.disable()
+  try:
+    for round_ in range(rounds):
+      shift = round_ % len(timed)
+      for subject in list(timed[shift:]) + list(timed[:shift]):
+        for kind, fn in subject.work.items():
+          start = time.perf_counter()
+          fn()
+          subject.samples.setdefault(kind, []).append(time.perf_counter() - start)
+  finally:
+    if was_enabled:
+      gc.enable()
+    gc.unfreeze()
 
 
 def finished_runs(study: study_lib.Study, out_dir: str) -> list[study_lib.Run]:
