@@ -22,14 +22,19 @@ echo "smoke: $("$python" --version) in $work"
 "$python" -m venv "$work/venv"
 . "$work/venv/bin/activate"
 python -m pip install -q --upgrade pip
-pip wheel -q --no-deps "$checkout" -w "$work/dist"
+# From a copy: an in-tree build writes build/ and the package's gin/ into the checkout,
+# which CI's test suite is reading at the same time.
+mkdir "$work/src"
+tar -C "$checkout" --exclude=./.venv --exclude=./.git --exclude=./build --exclude=./dist \
+  -cf - . | tar -C "$work/src" -xf -
+pip wheel -q --no-deps "$work/src" -w "$work/dist"
 pip install -q "$work"/dist/altup_t5-*.whl pytest
 cd "$work"   # nothing of the checkout on sys.path: the gin files come from the wheel
 python -c "import jax, altup_t5, altup_t5.resources as r; print('smoke: jax', jax.__version__, 'gin files at', r.gin_dir())"
 python -m altup_t5.train --gin_file=experiments/quickstart.gin --gin.MODEL_DIR="$work/run" \
   --gin.TRAIN_STEPS=20 --gin.EVAL_PERIOD=20 --gin.CHECKPOINT_PERIOD=20 --gin.EVAL_STEPS=2
 test -f "$work/run/run_info.json"
-python -m pytest -q -p no:cacheprovider --rootdir="$checkout" \
+python -m pytest -q -p no:cacheprovider --rootdir="$checkout" --basetemp="$work/pytest" \
   "$checkout/tests/test_layout.py" "$checkout/tests/test_altup.py" \
   "$checkout/tests/test_span_corruption.py" "$checkout/tests/test_metrics.py"
 echo "smoke: passed"
