@@ -172,11 +172,12 @@ def test_timing_samples_run_with_the_garbage_collector_off_and_rotate():
     return lambda: seen.append((name, gc.isenabled(), gc.get_freeze_count() > 0))
   subjects = [timing.Timed(n, {"score": work(n)}, {"score": 4.0}) for n in "abc"]
   assert gc.isenabled()
-  timing.measure(subjects, rounds=3)
+  timing.measure(subjects, rounds=3, calls=2)
   # Every sample ran with the collector off and setup's objects frozen ...
   assert all(not enabled and frozen for _, enabled, frozen in seen)
-  # ... and each round starts one subject later, so no run always goes first.
-  assert [n for n, _, _ in seen] == list("abc" "bca" "cab")
+  # ... each round starts one subject later, so no run always goes first, and each
+  # sample is one untimed call, then two timed ones.
+  assert [n for n, _, _ in seen] == [n for n in "abc" "bca" "cab" for _ in range(3)]
   # Afterwards the collector is back as it was, nothing left frozen.
   assert gc.isenabled() and gc.get_freeze_count() == 0
   assert all(len(s.samples["score"]) == 3 for s in subjects)

@@ -19,7 +19,8 @@ Each run's model is built from its own gin configuration and its last checkpoint
 reported, not timed with made-up weights). Every unit of work is compiled and run
 once before timing; then each round times every run once in a rotating order, so a
 shared machine's noise falls on all runs alike, and the medians over rounds are
-kept. A run that cannot be timed gets its error's first line; the others go on.
+kept. A round's sample of a run is the mean of a few calls made right after an
+untimed one (`measure` says why). A run that cannot be timed gets its error's first line; the others go on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from altup_t5.studies import results as study_results
 
 PROG = "python -m altup_t5.compare"
 TIMING_FILE = "timing.json"
+CALLS_PER_SAMPLE = 3  # timed calls per sample, after one untimed call
 
 
 @dataclasses.dataclass
@@ -122,12 +124,18 @@ def prepare(run: study_lib.Run, rows: int, lengths: dict[str, int],
   return Timed(run.name, work, amount)
 
 
-def measure(timed: Sequence[Timed], rounds: int) -> None:
-  """Times every subject once per round, in a rotating order, with Python's garbage
-  collector off: a full collection walks every live object, and with a study's
-  dozens of models loaded one took longer than a small model's scoring call (cpu_full
-  under py-spy), landing on whichever sample was running. What setup made is frozen
-  out of the collector's sight first, so turning it back on costs nothing either."""
+def measure(timed: Sequence[Timed], rounds: int, calls: int = CALLS_PER_SAMPLE) -> None:
+  """Times every subject once per round, in a rotating order. A sample is the mean of
+  `calls` calls made right after one untimed call: the speed of a model in use. The
+  first call after the other models ran is slower (cold caches and buffers; at a
+  study's 108 models, cpu_full measured micro's scoring several times slower that
+  way than alone), and a server does not pay that on every request.
+
+  Python's garbage collector is off meanwhile: a full collection walks every live
+  object, and with dozens of models loaded one took longer than a small model's
+  scoring call (cpu_full under py-spy), landing on whichever sample was running.
+  What setup made is frozen out of the collector's sight first, so turning it back
+  on costs nothing either."""
   was_enabled = gc.isenabled()
   gc.collect()
   gc.freeze()
@@ -137,9 +145,12 @@ def measure(timed: Sequence[Timed], rounds: int) -> None:
       shift = round_ % len(timed)
       for subject in list(timed[shift:]) + list(timed[:shift]):
         for kind, fn in subject.work.items():
+          fn()  # warm: see above
           start = time.perf_counter()
-          fn()
-          subject.samples.setdefault(kind, []).append(time.perf_counter() - start)
+          for _ in range(calls):
+            fn()
+          subject.samples.setdefault(kind, []).append(
+              (time.perf_counter() - start) / calls)
   finally:
     if was_enabled:
       gc.enable()
@@ -175,7 +186,7 @@ def time_study(study: study_lib.Study, out_dir: str, rounds: int = 5,
   for subject in timed:
     entries[subject.name] = {"error": "", **subject.rates()}
   content = {
-      "rounds": rounds, "machine": f"{platform.platform()}, {os.cpu_count()} CPU cores",
+      "rounds": rounds, "calls_per_sample": CALLS_PER_SAMPLE, "machine": f"{platform.platform()}, {os.cpu_count()} CPU cores",
       "written": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": entries,
   }
   path = os.path.join(out_dir, TIMING_FILE)
