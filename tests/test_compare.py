@@ -184,6 +184,22 @@ def test_timing_samples_run_with_the_garbage_collector_off_and_rotate():
   assert set(subjects[0].rates()) == {"score_examples_per_second"}
 
 
+def test_a_timing_sample_is_the_mean_of_its_timed_calls(monkeypatch):
+  from altup_t5.studies import timing
+  now = [0.0]
+
+  def call():  # every call takes exactly 1 s of the fake clock
+    now[0] += 1.0
+  monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+  subject = timing.Timed("a", {"score": call}, {"score": 4.0})
+  timing.measure([subject], rounds=2, calls=2)
+  # 1 s per call: the untimed warm call is outside the window (else 1.5 s) and the
+  # window is divided by its calls (else 2 s).
+  assert subject.samples["score"] == [1.0, 1.0]
+  assert subject.rates() == {"score_examples_per_second": 4.0}
+  assert now[0] == 6.0  # 2 rounds x (1 warm + 2 timed)
+
+
 def test_a_failed_timing_phase_is_reported_and_the_rest_still_written(tmp_path):
   import json
   results = hand_made_results()

@@ -20,7 +20,8 @@ reported, not timed with made-up weights). Every unit of work is compiled and ru
 once before timing; then each round times every run once in a rotating order, so a
 shared machine's noise falls on all runs alike, and the medians over rounds are
 kept. A round's sample of a run is the mean of a few calls made right after an
-untimed one (`measure` says why). A run that cannot be timed gets its error's first line; the others go on.
+untimed one (`measure` says why). A run that cannot be timed gets its error's first
+line; the others go on.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def time_study(study: study_lib.Study, out_dir: str, rounds: int = 5,
   for subject in timed:
     entries[subject.name] = {"error": "", **subject.rates()}
   content = {
-      "rounds": rounds, "calls_per_sample": CALLS_PER_SAMPLE, "machine": f"{platform.platform()}, {os.cpu_count()} CPU cores",
+      "rounds": rounds, "calls_per_sample": CALLS_PER_SAMPLE,
+      "machine": f"{platform.platform()}, {os.cpu_count()} CPU cores",
       "written": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": entries,
   }
   path = os.path.join(out_dir, TIMING_FILE)
