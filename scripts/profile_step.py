@@ -46,7 +46,8 @@ from altup_t5.training import trainer
 # (label, pattern on the op_name metadata), first match wins.
 CATEGORIES = (
     ("Adafactor", r"^jit\(_train_step_fn\)/(?!.*(jvp|Transformer))"),
-    ("vocabulary head and loss", r"logits_dense|^jit\(_train_step_fn\)/(transpose\()?jvp\(\)"),
+    ("vocabulary head and loss", r"logits_dense|^jit\(_train_step_fn\)/(transpose\()?jvp\(\)"
+     r"|^jit\(eval_metrics\)/(?!.*Transformer)"),
     ("embedding", r"token_embedder|embed"),
     ("attention projections", r"attention/(query|key|value|out)"),
     ("relative-position bias", r"relpos|relative_attention"),
@@ -104,20 +105,36 @@ def components(model, engine, batch, rounds: int) -> dict[str, tuple[float, floa
 
 
 def op_shares(engine, batch, steps: int) -> tuple[float, dict[str, float]]:
-  """(op milliseconds per step summed over threads, {category: share})."""
+  """(op milliseconds per train step summed over threads, {category: share})."""
+  box = {"state": engine.init_state(0)}
+
+  def step():
+    box["state"], _ = engine.train_step(box["state"], batch, 0)
+    return box["state"]
+
+  return traced_op_shares(step, engine.compiled_train_step().as_text(), steps)
+
+
+def score_op_shares(model, batch, params, steps: int) -> tuple[float, dict[str, float]]:
+  """The same for teacher-forced scoring (eval mode, as `Predictor.score` and the
+  studies' timing run it)."""
+  score = jax.jit(model.eval_metrics)
+  hlo = score.lower(params, batch).compile().as_text()
+  return traced_op_shares(lambda: score(params, batch), hlo, steps)
+
+
+def traced_op_shares(run, hlo: str, steps: int) -> tuple[float, dict[str, float]]:
+  """(op milliseconds per call of `run` summed over threads, {category: share}),
+  reading each op's flax module path from the compiled program's text `hlo`."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
-  hlo = engine.compiled_train_step().as_text()
   op_names = dict(re.findall(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\"",
                              hlo, re.M))
-  state = engine.init_state(0)
   for _ in range(2):
-    state, _ = engine.train_step(state, batch, 0)
-  jax.block_until_ready(state)
+    jax.block_until_ready(run())
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       for _ in range(steps):
-        state, _ = engine.train_step(state, batch, 0)
-        jax.block_until_ready(state)
+        jax.block_until_ready(run())
     path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
@@ -158,10 +175,13 @@ def main():
   rest = parts["step"][0] - parts["gradient"][0] - parts["Adafactor"][0]
   print(f"  step - gradient - Adafactor: {1e3 * rest:.1f} ms")
   if args.trace:
-    total, shares = op_shares(engine, batch, steps=5)
-    print(f"XLA:CPU op time under the profiler: {total:.1f} ms per step over all threads")
-    for label, share in shares.items():
-      print(f"  {100 * share:5.1f}%  {label}")
+    for what, (total, shares) in (
+        ("train step", op_shares(engine, batch, steps=5)),
+        ("scoring call", score_op_shares(model, batch, engine.init_state(1).params, 5))):
+      print(f"XLA:CPU op time under the profiler: {total:.1f} ms per {what} over all "
+            "threads")
+      for label, share in shares.items():
+        print(f"  {100 * share:5.1f}%  {label}")
 
 
 if __name__ == "__main__":

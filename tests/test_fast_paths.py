@@ -35,3 +35,23 @@ def test_dense_over_two_axes_is_the_two_axis_contraction():
   assert kernel.shape == (2, 5, 7)
   expected = np.einsum("blkd,kdv->blv", x.astype(np.float64), kernel)
   np.testing.assert_allclose(dense.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_on_batch_and_length_rows_has_numpy_values_and_gradients():
+  # Dense flattens [batch, length] into one row axis so that the kernel's gradient is
+  # one plain matmul (XLA:CPU transposed the whole output gradient before it).
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((3, 4, 6)).astype(np.float32)  # [batch, length, in]
+  cotangent = rng.standard_normal((3, 4, 5)).astype(np.float32)  # [batch, length, out]
+  dense = layers.Dense(5, ("embed", "mlp"))
+  params = dense.init(jax.random.PRNGKey(0), x)
+  kernel = np.asarray(params["params"]["kernel"], np.float64)
+  out, pullback = jax.vjp(lambda p, x: dense.apply(p, x), params, x)
+  d_params, d_x = pullback(cotangent)
+  x64, g64 = x.astype(np.float64), cotangent.astype(np.float64)
+  np.testing.assert_allclose(out, np.einsum("bli,io->blo", x64, kernel), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(d_params["params"]["kernel"],
+                             np.einsum("bli,blo->io", x64, g64), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(d_x, np.einsum("blo,io->bli", g64, kernel), rtol=1e-5,
+                             atol=1e-5)
