@@ -29,7 +29,9 @@
 # GPU_BENCH_SIZES (small,base), GPU_BENCH_VARIANTS (all), GPU_BENCH_STEPS (5),
 # GPU_BENCH_WARMUP (2), GPU_BENCH_BATCH (32), GPU_BENCH_LENGTHS (512,114),
 # GPU_BENCH_DECODE_TOKENS (64), GPU_BENCH_DECODE_BATCH (1,8,32),
-# GPU_BENCH_DTYPE (bfloat16), PYTHON (python).
+# GPU_BENCH_DTYPE (bfloat16), PYTHON (python), GPU_BENCH_TIME_LIMIT (none: seconds for
+# the whole script; a size still running when it nears is killed, the summary still
+# printed, so a lease of fixed length returns every size that finished).
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gpu_bench}}
 python=${PYTHON:-python}
@@ -46,7 +48,17 @@ failed=()
 for size in ${sizes//,/ }; do
   start=$SECONDS
   rm -f "$out/bench_$size.json"
-  if ! "$python" -m altup_t5.bench --sizes "$size" "${variants[@]}" \
+  limit=()
+  if [[ -n "${GPU_BENCH_TIME_LIMIT:-}" ]]; then
+    left=$((GPU_BENCH_TIME_LIMIT - SECONDS - 20))  # 20 s kept for the summary
+    if (( left < 30 )); then
+      echo "[$size] skipped: GPU_BENCH_TIME_LIMIT=$GPU_BENCH_TIME_LIMIT s nearly spent" \
+        | tee "$out/bench_$size.log"
+      failed+=("$size"); continue
+    fi
+    limit=(timeout --signal=KILL "$left")
+  fi
+  if ! "${limit[@]}" "$python" -m altup_t5.bench --sizes "$size" "${variants[@]}" \
     --dtype "${GPU_BENCH_DTYPE:-bfloat16}" --batch "${GPU_BENCH_BATCH:-32}" \
     --lengths "${GPU_BENCH_LENGTHS:-512,114}" --steps "${GPU_BENCH_STEPS:-5}" \
     --warmup "${GPU_BENCH_WARMUP:-2}" --decode_tokens "${GPU_BENCH_DECODE_TOKENS:-64}" \

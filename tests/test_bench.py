@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -161,6 +163,7 @@ def test_summary_reports_scoring_and_decoding_at_every_batch_against_dense():
     (["--decode_batch", "-1"], "--decode_batch='-1' must be positive integers"),
     (["--decode_batch", "8,x"], "--decode_batch='8,x' must be positive integers"),
     (["--decode_batch", "1,8,1,8"], "--decode_batch='1,8,1,8' repeats 1,8 (see --help)"),
+    (["--compile_workers", "0"], "--compile_workers=0 must be >= 1"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -177,6 +180,27 @@ def test_decode_batches_and_dtype_parse_in_order_with_float32_by_default():
   assert (settings.decode_batch, settings.dtype) == ((32, 1, 8), "bfloat16")
   assert bench.kinds(settings) == ("train_step", "forward", "score",
                                    "decode_32", "decode_1", "decode_8")
+
+
+def test_variants_compiled_side_by_side_keep_their_order(monkeypatch):
+  """Dense stays first (the reference) whichever variant finishes compiling first."""
+  running, most = set(), []
+
+  def make_subject(cfg, settings, mesh):
+    running.add(cfg.variant.value)
+    most.append(len(running))
+    time.sleep(0.3 if cfg.variant.value == "dense" else 0.05)  # dense finishes last
+    running.discard(cfg.variant.value)
+    return cfg.variant.value
+
+  monkeypatch.setattr(bench, "make_subject", make_subject)
+  settings = bench.BenchSettings(variants=("dense", "altup", "moe"), compile_workers=2)
+  lines = []
+  assert bench.prepare_subjects("tiny", settings, None, lines.append) == [
+      "dense", "altup", "moe"]
+  assert max(most) == 2  # two at a time, never more
+  assert lines[-1].startswith("  dense: ready in")  # logged as each one finishes
+  assert bench.parse_args(["--compile_workers", "3"]).compile_workers == 3
 
 
 def test_dense_is_always_measured_first_as_the_reference():
@@ -221,10 +245,28 @@ def test_hf_peer_mirrors_the_micro_config_and_times_every_kind(dtype):
     peer.close()
 
 
+# An accelerator node may have jax, flax and optax but none of the data libraries
+# (the CUDA image of scripts/gpu_bench.sh has no tensorflow): the bench runs with them
+# made unimportable.
+WITHOUT_DATA_LIBRARIES = textwrap.dedent("""
+    import runpy, sys
+    ABSENT = {"tensorflow", "seqio", "clu", "gin", "tensorflow_datasets"}
+
+    class Absent:
+      def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+          raise ImportError(f"{name} is not installed on this node")
+
+    sys.meta_path.insert(0, Absent())
+    sys.argv[0] = "altup_t5.bench"
+    runpy.run_module("altup_t5.bench", run_name="__main__", alter_sys=True)
+""")
+
+
 def test_a_tiny_run_prints_one_row_per_variant(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(
-      [sys.executable, "-m", "altup_t5.bench", "--sizes", "tiny",
+      [sys.executable, "-c", WITHOUT_DATA_LIBRARIES, "--sizes", "tiny",
        "--variants", "dense,recycled_altup", "--steps", "1", "--warmup", "0",
        "--lengths", "32,8", "--decode_tokens", "4", "--decode_batch", "1,2",
        "--json", str(out)],

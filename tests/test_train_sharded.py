@@ -10,6 +10,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, "tests")
     import toy_tasks
     from altup_t5 import config_for
+    from altup_t5.training import batches as batches_lib
     from altup_t5.training import input_pipeline
     from altup_t5.training import seq2seq
     from altup_t5.training import partitioning
@@ -37,7 +38,7 @@ SCRIPT = textwrap.dedent("""
       out = []
       for batch in batches:
         state, metrics = engine.train_step(
-            state, input_pipeline.to_global(batch, mesh), 0)
+            state, batches_lib.to_global(batch, mesh), 0)
         out.append(float(metrics["loss"][0]) / float(metrics["loss"][1]))
       sharded = sum(not x.sharding.is_fully_replicated
                     for x in jax.tree_util.tree_leaves(state.params))

@@ -30,6 +30,7 @@ when other jobs compete for the cores. Nothing here is a pass/fail check.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -84,6 +85,10 @@ class BenchSettings:
   peer: str | None = None  # "hf": also time HuggingFace's T5 (torch)
   json_path: str | None = None
   seed: int = 0
+  # Variants prepared (traced, compiled, run once) side by side: XLA compiles each
+  # program on about one core, so a many-core accelerator host compiles 6 variants
+  # in the time of 2. The timed rounds always run one thing at a time.
+  compile_workers: int = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,7 +139,13 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
   parser.add_argument("--peer", choices=["hf"], default=None,
                       help="also time HuggingFace transformers' T5 (needs torch)")
   parser.add_argument("--json", default=None, help="also write every number here")
+  parser.add_argument("--compile_workers", type=int, default=None,
+                      help="variants compiled side by side before the timed rounds "
+                      "(default: a quarter of the CPUs, at least 1)")
   args = parser.parse_args(argv)
+  workers = args.compile_workers
+  if workers is None:
+    workers = max(1, (os.cpu_count() or 1) // 4)
   try:
     sizes = _names(args.sizes, tuple(SIZES), "--sizes")
     variants = _names(args.variants, VARIANTS, "--variants")
@@ -145,7 +156,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
                        "INPUTS,TARGETS, e.g. 512,114")
     for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
                              ("--batch", args.batch, 1),
-                             ("--decode_tokens", args.decode_tokens, 1)):
+                             ("--decode_tokens", args.decode_tokens, 1),
+                             ("--compile_workers", workers, 1)):
       if value < low:
         raise ValueError(f"{flag}={value} must be >= {low}")
   except ValueError as error:
@@ -157,7 +169,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
                        inputs_length=int(lengths[0]), targets_length=int(lengths[1]),
                        decode_tokens=args.decode_tokens,
                        decode_batch=decode_batch, dtype=args.dtype, peer=args.peer,
-                       json_path=args.json)
+                       json_path=args.json,
+                       compile_workers=workers)
 
 
 # ---------------------------------------------------------------- what is timed
@@ -262,6 +275,17 @@ def make_subject(cfg: T5Config, settings: BenchSettings, mesh) -> Subject:
       model_flops=model_flops(cfg, settings.batch, settings.inputs_length,
                               settings.targets_length),
       work=work, xla=engine.step_cost(), outputs=box)
+
+
+def prepare_subjects(size: str, settings: BenchSettings, mesh, log) -> list[Subject]:
+  """Every variant's subject, in order, `settings.compile_workers` at a time."""
+  def prepare(variant: str) -> Subject:
+    start = time.perf_counter()
+    subject = make_subject(config_for(size, variant, dtype=settings.dtype), settings, mesh)
+    log(f"  {variant}: ready in {time.perf_counter() - start:.0f} s")
+    return subject
+  with concurrent.futures.ThreadPoolExecutor(settings.compile_workers) as pool:
+    return list(pool.map(prepare, settings.variants))
 
 
 def peak_matmul_size() -> int:
@@ -390,12 +414,7 @@ def run(settings: BenchSettings, log=print) -> dict:
     log(f"[{size}] compiling {len(settings.variants)} variants "
         f"(batch {settings.batch}, lengths {settings.inputs_length}/"
         f"{settings.targets_length})")
-    subjects = []
-    for variant in settings.variants:
-      start = time.perf_counter()
-      cfg = config_for(size, variant, dtype=settings.dtype)
-      subjects.append(make_subject(cfg, settings, mesh))
-      log(f"  {variant}: ready in {time.perf_counter() - start:.0f} s")
+    subjects = prepare_subjects(size, settings, mesh, log)
     peer = None
     if settings.peer == "hf" and not skip_peer:
       dense_cfg = config_for(size, "dense", dtype=settings.dtype)

@@ -3,9 +3,9 @@ shape with the parameters' mesh shardings and the activation sharding rules, for
 evaluation, inference, the training loop's evaluations and bench alike.
 
 `BATCH_SIZE` is the global number of rows here as in training: a scoring batch is
-each host's share of rows (laid out by `input_pipeline.to_global`); decoding takes
+each host's share of rows (laid out by `batches.to_global`); decoding takes
 the same rows on every host (as t5x's inference does), pads them to a whole number
-of `rows`-row batches with `input_pipeline.pad_rows`, and returns every host the
+of `rows`-row batches with `batches.pad_rows`, and returns every host the
 decoded rows.
 """
 
@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 
 from altup_t5 import errors
 from altup_t5.inference import decoding
-from altup_t5.training import input_pipeline
+from altup_t5.training import batches
 from altup_t5.training import seq2seq
 from altup_t5.training.placement import Placement
 
@@ -56,7 +56,7 @@ class Predictor:
     self.model: seq2seq.Seq2SeqModel = placement.model
     self.rows = rows
     self.decode_settings = decode
-    input_pipeline.check_batch_fits_mesh(rows, placement.mesh)
+    batches.check_batch_fits_mesh(rows, placement.mesh)
     shardings = placement.param_shardings
     with placement.context():
       # Batches arrive laid out by the input pipeline (evaluation batches may lack
@@ -111,7 +111,7 @@ class Predictor:
     n, out = len(inputs), []
     sharding = self.placement.batch_sharding(2)
     for start in range(0, n, self.rows):
-      chunk = input_pipeline.pad_rows({"x": inputs[start:start + self.rows]},
+      chunk = batches.pad_rows({"x": inputs[start:start + self.rows]},
                                       self.rows)["x"]
       # Every host holds all rows: each device takes its slice of them.
       global_chunk = jax.make_array_from_callback(chunk.shape, sharding,

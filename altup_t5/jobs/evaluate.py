@@ -19,6 +19,7 @@ import tensorflow as tf
 from altup_t5.errors import UsageError
 from altup_t5.inference import evaluation
 from altup_t5.jobs import load
+from altup_t5.training import batches
 from altup_t5.training import input_pipeline
 from altup_t5.training import seq2seq
 from altup_t5.training import partitioning
@@ -43,7 +44,7 @@ def evaluate(*, model: seq2seq.Seq2SeqModel, checkpoint_path: str, data: DataSet
                                       data.mixture_or_task_name)
     load.check_same_vocabulary(checkpoint_path, vocabulary)
     device_mesh = mesh.make()
-    input_pipeline.check_batch_fits_mesh(data.batch_size, device_mesh)
+    batches.check_batch_fits_mesh(data.batch_size, device_mesh)
     if not (teacher_forced or infer):
       raise ValueError("nothing to evaluate: teacher_forced and infer are both False")
   except ValueError as error:

@@ -27,6 +27,7 @@ from altup_t5.errors import UsageError
 from altup_t5.inference import evaluation
 from altup_t5.inference import predictor as predictor_lib
 from altup_t5.jobs import load
+from altup_t5.training import batches
 from altup_t5.training import input_pipeline
 from altup_t5.training import seq2seq
 from altup_t5.training import partitioning
@@ -109,7 +110,7 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
   maybe_initialize_distributed()
   try:
     device_mesh = mesh.make()
-    input_pipeline.check_batch_fits_mesh(data.batch_size, device_mesh)
+    batches.check_batch_fits_mesh(data.batch_size, device_mesh)
     input_pipeline.local_batch_size(data)
     from altup_t5.data import tasks  # pylint: disable=g-import-not-at-top
     task = tasks.get_task_or_mixture(data.mixture_or_task_name)
@@ -186,7 +187,7 @@ def train(*, model: seq2seq.Seq2SeqModel, run: RunSettings, data: DataSettings,
   window_start, window_steps = time.time(), 0
   with _Stop() as stop:
     while step < run.total_steps:
-      batch = input_pipeline.to_global(
+      batch = batches.to_global(
           {k: v.numpy() for k, v in next(iterator).items()}, device_mesh)
       state, metrics = engine.train_step(state, batch, run.random_seed)
       step += 1

@@ -87,7 +87,7 @@ def prepare(run: study_lib.Run, rows: int, lengths: dict[str, int],
   from altup_t5.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
   from altup_t5.jobs import load  # pylint: disable=g-import-not-at-top
   from altup_t5.model import network  # pylint: disable=g-import-not-at-top
-  from altup_t5.training import input_pipeline  # pylint: disable=g-import-not-at-top
+  from altup_t5.training import batches  # pylint: disable=g-import-not-at-top
   from altup_t5.training import seq2seq  # pylint: disable=g-import-not-at-top
 
   cfg, mesh = build_model(run)
@@ -105,14 +105,14 @@ def prepare(run: study_lib.Run, rows: int, lengths: dict[str, int],
                                                 rows=decode_rows or rows)
   abstract = predictor.placement.abstract_params_with_shardings()
   params = load.load_params(os.path.join(run.model_dir, "checkpoints"), abstract, cfg)
-  device_batch = input_pipeline.to_global(batch, mesh)
+  device_batch = batches.to_global(batch, mesh)
 
   def score():
     jax.block_until_ready(predictor.score(params, device_batch))
 
   work, amount = {"score": score}, {"score": float(rows)}
   if decode_rows:
-    prompt = input_pipeline.to_global(
+    prompt = batches.to_global(
         {"x": batch["encoder_input_tokens"][:1].repeat(decode_rows, axis=0)}, mesh)["x"]
 
     def decode():  # eos_id = vocab_size is never chosen: always the full length

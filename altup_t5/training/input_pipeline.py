@@ -18,7 +18,7 @@ import seqio
 import tensorflow as tf
 
 from altup_t5 import errors
-from altup_t5.training import partitioning
+from altup_t5.training import batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +62,6 @@ def local_batch_size(settings: DataSettings) -> int:
   return settings.batch_size // hosts
 
 
-def check_batch_fits_mesh(batch_size: int, mesh) -> None:
-  ways = partitioning.data_parallel_size(mesh)
-  if batch_size % ways:
-    raise ValueError(f"batch_size={batch_size} is not divisible by the data-parallel "
-                     f"mesh size {ways} (mesh {dict(mesh.shape)}); use a multiple of {ways}")
-
-
 def get_dataset(settings: DataSettings, *, repeat: bool) -> tf.data.Dataset:
   """This host's shard, feature-converted and batched (rows may be padding-only
   in the last batch when `repeat=False`)."""
@@ -87,24 +80,12 @@ def get_dataset(settings: DataSettings, *, repeat: bool) -> tf.data.Dataset:
   return ds.batch(local_batch_size(settings), drop_remainder=repeat).prefetch(2)
 
 
-def pad_rows(batch: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-  """Pad a short final batch with all-zero rows (zero weight everywhere)."""
-  return {k: np.pad(v, [(0, rows - len(v))] + [(0, 0)] * (v.ndim - 1))
-          for k, v in batch.items()}
-
-
-def to_global(batch: Mapping[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-  """Each host's rows -> one array over the mesh, split along `batch`."""
-  return {k: jax.make_array_from_process_local_data(
-      partitioning.batch_sharding(mesh, v.ndim), v) for k, v in batch.items()}
-
-
 def global_batches(ds: tf.data.Dataset, mesh, rows: int) -> Iterator[dict[str, jax.Array]]:
   """Iterate `ds` (numpy), padding each batch to `rows` local rows."""
   for batch in ds.as_numpy_iterator():
     if len(next(iter(batch.values()))) < rows:
-      batch = pad_rows(batch, rows)
-    yield to_global(batch, mesh)
+      batch = batches.pad_rows(batch, rows)
+    yield batches.to_global(batch, mesh)
 
 
 def batch_shapes(settings: DataSettings) -> dict[str, jax.ShapeDtypeStruct]:
