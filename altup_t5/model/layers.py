@@ -149,12 +149,37 @@ class RelativePositionBias(nn.Module):
     table = param_with_axes("rel_embedding", relpos_init,
                             (cfg.num_heads, cfg.relpos_num_buckets), jnp.float32,
                             axes=("heads", "relpos_buckets"))
-    # Buckets depend only on the static lengths: computed once, in NumPy.
-    relative = np.arange(k_len)[None, :] - np.arange(q_len)[:, None]
+    # The bias depends only on k - q: gather one value per relative position (a
+    # [heads, q_len + k_len - 1] table, buckets computed in NumPy from the static
+    # lengths), then lay it out as the Toeplitz matrix with slices and reshapes.
+    # Gathering [heads, q_len, k_len] directly would make its gradient a scatter-add
+    # of q_len * k_len values into 32 buckets per head: on a GPU, where those adds
+    # are atomics on the same few addresses, that took most of T5.1.1-small's step.
+    relative = np.arange(-(q_len - 1), k_len)  # k - q, from the last query's view
     buckets = relative_position_bucket(relative, self.bidirectional,
                                        cfg.relpos_num_buckets, cfg.relpos_max_distance)
-    bias = jnp.take(table.astype(cfg.activation_dtype), buckets, axis=1)
-    return bias[None]  # [1, heads, q_len, k_len]
+    by_offset = jnp.take(table.astype(cfg.activation_dtype), buckets, axis=1)
+    return toeplitz(by_offset, q_len, k_len)[None]  # [1, heads, q_len, k_len]
+
+
+def toeplitz(by_offset: Array, q_len: int, k_len: int) -> Array:
+  """[..., q_len + k_len - 1] values v, one per k - q, -> [..., q_len, k_len] with
+  out[..., q, k] = v[..., k - q + q_len - 1], using only tiling, slicing and reshapes.
+
+  Row q is v[q_len - 1 - q : q_len - 1 - q + k_len]. Laid end to end, q_len copies of
+  v (n = q_len + k_len - 1 values each) put row q's start at q * (n - 1) + q_len - 1,
+  so the rows are consecutive windows of stride n - 1 from offset q_len - 1.
+  """
+  n = q_len + k_len - 1
+  if by_offset.shape[-1] != n:
+    raise ValueError(f"toeplitz needs {n} values for {q_len} x {k_len}; got "
+                     f"{by_offset.shape[-1]}")
+  lead = by_offset.shape[:-1]
+  if q_len == 1:  # one row, v itself (the windows below need n - 1 >= k_len)
+    return by_offset[..., None, :]
+  tiled = jnp.tile(by_offset, (1,) * len(lead) + (q_len,))  # [..., q_len * n]
+  windows = tiled[..., q_len - 1:q_len - 1 + q_len * (n - 1)]
+  return windows.reshape(lead + (q_len, n - 1))[..., :k_len]
 
 
 class MultiHeadAttention(nn.Module):
