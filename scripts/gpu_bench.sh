@@ -15,14 +15,13 @@
 # time ratios beside it).
 # Meant for ONE GPU (decode batch 1 must be a multiple of the data-parallel size):
 # set CUDA_VISIBLE_DEVICES=0 on a multi-GPU host.
-# Expected time on one H200-class GPU: not yet measured. Compiling dominates: each
-# variant compiles a train step, a forward pass, scoring and 3 decoders (on a 2-core
-# CPU a `micro` variant takes 20-30 s; `small` and `base` take longer), so expect
-# roughly 30-60 s per variant and size, 6-12 min for all 6 variants at both sizes;
-# the 5 timed rounds take seconds. For a shorter slot, name fewer variants
-# (GPU_BENCH_VARIANTS=altup,recycled_altup,altup_moe; dense is always added) or one
-# size. The XLA compilation cache lives in $JAX_COMPILATION_CACHE_DIR (default
-# /tmp/gpu_bench_jax_cache), so a rerun on the same machine compiles little.
+# Measured on one H200 (docs/bench_gpu_h200.md): `small` alone took 542 s, nearly all
+# of it compiling (185-281 s per variant, 4 variants compiled side by side on 16 CPUs);
+# each variant compiles a train step, a forward pass, scoring and 3 decoders. So give
+# each size its own call of about 10 minutes (GPU_BENCH_SIZES=small, then base), or
+# name fewer variants (GPU_BENCH_VARIANTS=altup,recycled_altup; dense is always added)
+# or decode batches. The XLA compilation cache lives in $JAX_COMPILATION_CACHE_DIR
+# (default /tmp/gpu_bench_jax_cache), so a rerun on the same machine compiles little.
 # Overrides (for a CPU check, e.g. GPU_BENCH_SIZES=micro GPU_BENCH_STEPS=1
 # GPU_BENCH_WARMUP=0 GPU_BENCH_VARIANTS=dense,altup GPU_BENCH_BATCH=2
 # GPU_BENCH_LENGTHS=32,8 GPU_BENCH_DECODE_TOKENS=4 GPU_BENCH_DECODE_BATCH=1,2):
