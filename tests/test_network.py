@@ -8,6 +8,7 @@ import pytest
 from flax import traverse_util
 from flax.linen import partitioning as nn_partitioning
 
+from altup_t5.inference import decoding
 from altup_t5.training import partitioning
 from altup_t5.model.config import SIZES, T5Config, config_for
 from altup_t5.model.network import Transformer
@@ -205,9 +206,10 @@ def test_packing_isolates_examples(variant):
     start += len(out)
 
 
+@pytest.mark.parametrize("cache_from", ["t5x", "init_cache"])
 @pytest.mark.parametrize("variant", ["dense", "altup", "recycled_altup", "moe",
                                      "sequence_altup"])
-def test_incremental_decoding_equals_teacher_forcing(variant):
+def test_incremental_decoding_equals_teacher_forcing(variant, cache_from):
   # Capacity factor = experts / k: no token is ever dropped, with groups of any size.
   cfg = micro_config(variant, eval_capacity_factor=2.0)
   batch = random_batch(cfg, pad=False)
@@ -216,11 +218,18 @@ def test_incremental_decoding_equals_teacher_forcing(variant):
   expected = logits(model, params, batch)  # [batch, length, vocab]
 
   length = batch["decoder_input_tokens"].shape[1]
-  _, cache = model.apply({"params": params}, **batch, enable_dropout=False, decode=True,
-                         mutable=["cache"])
-  cache = cache["cache"]
   encoded = model.apply({"params": params}, batch["encoder_input_tokens"],
                         enable_dropout=False, method=Transformer.encode)
+  if cache_from == "t5x":  # from dummy inputs: the first step fills the memory's part
+    dummy = {k: jnp.ones_like(v) for k, v in batch.items()}
+    _, cache = model.apply({"params": params}, **dummy, enable_dropout=False,
+                           decode=True, mutable=["cache"])
+    cache = cache["cache"]
+  else:  # from the real memory, read-only at every step
+    cache = decoding.init_cache(model, params, encoded, batch["encoder_input_tokens"],
+                                length)
+  flags = [k for k in traverse_util.flatten_dict(cache) if k[-1] == "memory_filled"]
+  assert bool(flags) == (cache_from == "t5x")
   step = jax.jit(lambda cache, token: model.apply(
       {"params": params, "cache": cache}, encoded, batch["encoder_input_tokens"], token,
       token, enable_dropout=False, decode=True, max_decode_length=length,

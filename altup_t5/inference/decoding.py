@@ -26,6 +26,7 @@ contrast, is expanded here (`map_cache`), because beam search re-orders it every
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -67,6 +68,13 @@ def map_cache(fn: Callable[[Array], Array], cache: Cache) -> Cache:
   """
   return jax.tree_util.tree_map_with_path(
       lambda path, leaf: fn(leaf) if _is_per_sequence(path, leaf) else leaf, cache)
+
+
+def _without_leaves(cache: Cache, name: str) -> Cache:
+  """`cache` without the leaves called `name` (a plain dict of dicts)."""
+  if not isinstance(cache, Mapping):
+    return cache
+  return {k: _without_leaves(v, name) for k, v in cache.items() if k != name}
 
 
 def _check_cache_batch(cache: Cache, batch_size: int) -> Cache:
@@ -362,6 +370,24 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Cache, *, batch_size: i
 
 # ---------------------------------------------------------------- a model with t5x's API
 
+def init_cache(model, params, encoded: Array, encoder_input_tokens: Array,
+               max_decode_length: int) -> Cache:
+  """The decode cache of a model with t5x's `decode` method, for this memory.
+
+  Zeros for the decoder's keys/values, `[batch, max_decode_length, heads, head_dim]`,
+  and for cross-attention the memory's keys/values, projected once here (a
+  full-length call on dummy decoder tokens, whose logits jit compiles away). Without
+  their `memory_filled` flags (which t5x's dummy-input caches keep, to fill at the
+  first step), every step only reads them.
+  """
+  batch_size = encoder_input_tokens.shape[0]
+  dummy_targets = jnp.ones((batch_size, max_decode_length), jnp.int32)
+  _, variables = model.apply(
+      {"params": params}, encoded, encoder_input_tokens, dummy_targets, dummy_targets,
+      decode=True, enable_dropout=False, mutable=["cache"], method="decode")
+  return _without_leaves(variables["cache"], "memory_filled")
+
+
 def decode_with_model(model, params, encoder_input_tokens: Array, *,
                       max_decode_length: int, eos_id: int, method: str = "greedy",
                       beam_size: int = 4, alpha: float = 0.6,
@@ -372,8 +398,7 @@ def decode_with_model(model, params, encoder_input_tokens: Array, *,
   """Decodes `encoder_input_tokens [batch, inputs_length]` with a flax module that has
   t5x's `__call__`/`encode`/`decode` methods (e.g. `network.Transformer`).
 
-  Encodes once, creates the cache as t5x does (a full-length `decode=True` call on
-  dummy tokens; under jit its unused logits are compiled away), then runs `method`:
+  Encodes once, creates the cache for that memory (`init_cache`), then runs `method`:
   'greedy', 'beam' (`beam_size`, `alpha`) or 'sample' (`temperature`, `topk`, `topp`,
   `rng`). jit-compatible: everything but params, tokens and rng should be static.
 
@@ -394,16 +419,10 @@ def decode_with_model(model, params, encoder_input_tokens: Array, *,
   encoder_input_tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
   batch_size = encoder_input_tokens.shape[0]
 
-  # The cache: zeros of the right shapes, [batch, max_decode_length, heads, head_dim].
-  dummy_targets = jnp.ones((batch_size, max_decode_length), jnp.int32)
-  _, variables = model.apply(
-      {"params": params}, encoder_input_tokens=jnp.ones_like(encoder_input_tokens),
-      decoder_input_tokens=dummy_targets, decoder_target_tokens=dummy_targets,
-      decode=True, enable_dropout=False, mutable=["cache"])
-  cache = variables["cache"]
   # [batch, inputs_length, emb_dim]
   encoded = model.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                         method="encode")
+  cache = init_cache(model, params, encoded, encoder_input_tokens, max_decode_length)
   if method == "beam":  # one copy of the memory per beam, in the flat beam layout
     encoded = expand_batch(encoded, beam_size)
     encoder_input_tokens = expand_batch(encoder_input_tokens, beam_size)

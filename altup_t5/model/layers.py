@@ -272,23 +272,29 @@ class MultiHeadAttention(nn.Module):
 
   def _memory_cache(self, keys_values: Callable[[], tuple[Array, Array]]):
     """Cross-attention while decoding: the memory is the same at every step, so its
-    heads-major keys/values `[batch, heads, memory_length, head_dim]` are kept in the
-    cache from the first step on. (XLA hoists their projection out of the decode
-    loop, but not the transpose to heads-major, which then cost a quarter of each
-    step.) Filled at the first step rather than at cache creation, because t5x
-    creates caches from dummy inputs."""
-    if not self.has_variable("cache", "cached_key"):  # creation: zeros, not filled
+    heads-major keys/values `[batch, heads, memory_length, head_dim]` are computed once
+    and kept in the cache (XLA:CPU hoists neither the projections nor the transposes
+    out of the decode loop).
+
+    The cache is created holding the projections of the memory it was created with.
+    `decoding.decode_with_model` creates it from the real memory and then removes the
+    `memory_filled` flags: its steps only read. t5x creates caches from dummy inputs
+    and keeps the flags: the first step projects the real memory and stores it, as a
+    `lax.cond` that later steps pass through (copying the cache each step)."""
+    if not self.has_variable("cache", "cached_key"):  # creation
       key, value = keys_values()
-      self.variable("cache", "cached_key", jnp.zeros_like, key)
-      self.variable("cache", "cached_value", jnp.zeros_like, value)
+      self.variable("cache", "cached_key", lambda: key)
+      self.variable("cache", "cached_value", lambda: value)
       # One flag per row, not a scalar: beam search (ours and t5x's) expands and
       # re-orders every cache leaf along its leading batch axis.
       self.variable("cache", "memory_filled", jnp.zeros, key.shape[:1], jnp.bool_)
       return key, value
     cached_key = self.variable("cache", "cached_key")
     cached_value = self.variable("cache", "cached_value")
+    if not self.has_variable("cache", "memory_filled"):  # filled when created
+      return cached_key.value, cached_value.value
     filled = self.variable("cache", "memory_filled")
-    # Only the branch taken runs: the transpose happens at the first step alone.
+    # Only the branch taken runs: the transposes happen at the first step alone.
     # Rows are filled together, at the first step: all flags are equal.
     key, value = lax.cond(jnp.all(filled.value),
                           lambda: (cached_key.value, cached_value.value), keys_values)
