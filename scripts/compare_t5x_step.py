@@ -3,8 +3,14 @@ r"""One train step of t5x's own Trainer next to one of ours, same model, same ba
   python scripts/compare_t5x_step.py --size=tiny --variant=altup \
       --batch=8 --inputs=512 --targets=114 --repeats=20
 
-Needs t5x (README "Using T5X's trainer"). Both trainers get the same network (t5x's
-built from gin/t5x, ours from `config_for`), the same random batch and one device; the
+  python scripts/compare_t5x_step.py --network=t5x --size=small --variant=dense \
+      --batch=2 --inputs=512 --targets=114 [--t5x_embedding=gather]
+
+Needs t5x (README "Using T5X's trainer"). By default both trainers get the same network
+(t5x's built from gin/t5x, ours from `config_for`); with `--network=t5x`, t5x's trainer
+trains t5x's own example T5.1.1 network (`t5x/examples/t5`, float32, no dropout) and
+ours trains ours: the two projects side by side. Both get the same random batch and
+one device; the
 steps alternate (t5x, ours, t5x, ...) after `--warmup` uncounted pairs, so drift in the
 machine's speed hits both alike; medians are printed. What each step covers:
 - t5x: `Trainer.train(num_steps=1)` (its compiled step: pjit, t5x's Adafactor with
@@ -14,7 +20,9 @@ machine's speed hits both alike; medians are printed. What each step covers:
 Expected on 2 CPU cores (tiny AltUp, batch 8, 512/114): about 1 minute. Measured with
 t5x cc342d4 on 2 otherwise idle cores (2026-11-24): t5x 487.9 ms, ours 449.0 ms per
 step (20 steps), t5x / ours = 1.087. Before this package's CPU tuning and fast paths,
-on cores shared with other jobs, it was t5x 1934 ms against ours 1986 ms.
+on cores shared with other jobs, it was t5x 1934 ms against ours 1986 ms. With
+`--network=t5x` at small (batch 2, 512/114; 2026-12-04, 2 idle cores of an AMD EPYC):
+t5x / ours = 1.455-1.472, 1.174-1.186 with `--t5x_embedding=gather` (docs/bench_t5x.md).
 """
 
 from __future__ import annotations
@@ -65,13 +73,41 @@ def t5x_model(size: str, variant: str):
   return model_of()
 
 
+T5X_EXAMPLE_SIZES = ("small", "base", "large", "xl", "xxl")  # its T5.1.1 gin files
+
+
+def t5x_example_model(size: str, embedding: str):
+  """t5x's own T5.1.1 network (`t5x/examples/t5/network.py`) from its own gin files,
+  in float32 without dropout. Its token embedding is a one-hot matmul (t5x's TPU
+  choice); `embedding='gather'` swaps in a gather, as ours does."""
+  import t5x  # pylint: disable=g-import-not-at-top
+  from t5x.examples.t5 import layers as t5x_layers  # pylint: disable=g-import-not-at-top
+  if size not in T5X_EXAMPLE_SIZES:
+    raise SystemExit(f"--network=t5x needs a T5.1.1 size ({', '.join(T5X_EXAMPLE_SIZES)}); "
+                     f"t5x's {size!r} is not ours")
+  if embedding == "gather":
+    class GatherEmbed(t5x_layers.Embed):  # pylint: disable=missing-class-docstring
+      def __post_init__(self):
+        object.__setattr__(self, "one_hot", False)
+        super().__post_init__()
+    t5x_layers.Embed = GatherEmbed  # network.py looks it up at construction
+  gin.clear_config()
+  gin.add_config_file_search_path(os.path.dirname(os.path.dirname(t5x.__file__)))
+  model_of = gin.external_configurable(lambda model: model, "compare_t5x_step_model")
+  gin.parse_config_files_and_bindings(
+      [f"t5x/examples/t5/t5_1_1/{size}.gin"],
+      ["DROPOUT_RATE = 0.0", "network.T5Config.dtype = 'float32'",
+       "compare_t5x_step_model.model = %MODEL"])
+  return model_of()
+
+
 def t5x_trainer(model, batch):
   from t5x import partitioning, utils  # pylint: disable=g-import-not-at-top
   from t5x import trainer as t5x_trainer_lib  # pylint: disable=g-import-not-at-top
   from t5x.contrib.moe import partitioning as moe_partitioning  # pylint: disable=g-import-not-at-top
   from t5x.contrib.moe import trainer as moe_trainer  # pylint: disable=g-import-not-at-top
   from altup_t5.t5x import adapters as t5x_adapters  # pylint: disable=g-import-not-at-top
-  moe = model.module.config.uses_moe
+  moe = getattr(model.module.config, "uses_moe", False)  # t5x's own config has none
   if moe:
     partitioner = moe_partitioning.MoePjitPartitioner(
         num_expert_partitions=1, num_partitions=1,
@@ -120,15 +156,37 @@ def main() -> None:
   parser.add_argument("--targets", type=int, default=114)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--network", choices=("ours", "t5x"), default="ours",
+                      help="the network t5x's trainer trains: ours from gin/t5x, or t5x's "
+                      "own example T5.1.1 network (dense only)")
+  parser.add_argument("--t5x_embedding", choices=("one_hot", "gather"), default="one_hot",
+                      help="with --network=t5x: its one-hot embedding, or a gather")
+  parser.add_argument("--profile", action="store_true",
+                      help="then where each step's time goes: XLA:CPU op time per "
+                      "category (scripts/profile_step.py's), t5x's beside ours")
   args = parser.parse_args()
   from altup_t5.model import config as config_lib  # pylint: disable=g-import-not-at-top
 
-  model = t5x_model(args.size, args.variant)
-  cfg = model.module.config
-  # gin/t5x keeps t5x's float32_attention_logits=False; ours runs the same network.
-  if cfg != config_lib.config_for(args.size, args.variant, dtype="float32",
-                                  float32_attention_logits=False):
-    raise SystemExit(f"gin/t5x built {cfg}, not config_for({args.size!r}, {args.variant!r})")
+  if args.network == "t5x":
+    if args.variant != "dense":
+      raise SystemExit("--network=t5x is t5x's dense T5.1.1; use --variant=dense")
+    model = t5x_example_model(args.size, args.t5x_embedding)
+    theirs_cfg = model.module.config
+    # Ours in t5x's numerics: attention logits in the activation dtype (float32 here).
+    cfg = config_lib.config_for(args.size, "dense", dtype="float32",
+                                float32_attention_logits=False)
+    shape = ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim",
+             "num_encoder_layers", "num_decoder_layers")
+    if any(getattr(theirs_cfg, f) != getattr(cfg, f) for f in shape):
+      raise SystemExit(f"t5x's {args.size} is {theirs_cfg}, not our {cfg}")
+  else:
+    model = t5x_model(args.size, args.variant)
+    cfg = model.module.config
+    # gin/t5x keeps t5x's float32_attention_logits=False; ours runs the same network.
+    if cfg != config_lib.config_for(args.size, args.variant, dtype="float32",
+                                    float32_attention_logits=False):
+      raise SystemExit(f"gin/t5x built {cfg}, not config_for({args.size!r}, "
+                       f"{args.variant!r})")
   batch = make_batch(args.batch, args.inputs, args.targets, cfg.vocab_size)
   theirs = t5x_trainer(model, batch)
   ours, state = our_trainer(cfg, batch)
@@ -152,14 +210,41 @@ def main() -> None:
       step()
       if i >= args.warmup:
         times[name].append(time.perf_counter() - start)
-  theirs.close()
-  print(f"{args.size} {args.variant}: batch {args.batch}, inputs {args.inputs}, targets "
+  network = ("t5x's example network, " + args.t5x_embedding.replace("_", "-")
+             + " embedding" if args.network == "t5x" else "our network")
+  print(f"{args.size} {args.variant} (t5x's trainer: {network}): batch {args.batch}, "
+        f"inputs {args.inputs}, targets "
         f"{args.targets}, {jax.device_count()} {jax.devices()[0].platform} device(s), "
         f"median of {args.repeats} steps after {args.warmup} warm-up")
   for name, values in times.items():
     print(f"  {name:5s} {statistics.median(values) * 1000:8.1f} ms/step "
           f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
   print(f"  t5x / ours = {statistics.median(times['t5x']) / statistics.median(times['ours']):.3f}")
+  if args.profile:
+    print_profile({"t5x": (t5x_step, theirs._compiled_train_step.as_text()),
+                   "ours": (our_step, ours.compiled_train_step().as_text())})
+  theirs.close()
+
+
+def print_profile(steps) -> None:
+  """XLA:CPU op milliseconds per step, summed over threads, by what the op computes
+  (read from each op's flax module path; both networks name their modules alike)."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import profile_step  # pylint: disable=g-import-not-at-top
+  per_step = {}
+  for name, (step, hlo) in steps.items():
+    total, shares = profile_step.traced_op_shares(step, hlo, steps=3)
+    per_step[name] = {label: share * total for label, share in shares.items()}
+    per_step[name]["total"] = total
+  labels = [l for l, _ in profile_step.CATEGORIES] + ["other", "total"]
+  print("  op ms per step (3 traced steps; Adafactor is ours alone: t5x's optimizer "
+        "falls under other)")
+  print(f"  {'':36s} {'t5x':>9s} {'ours':>9s}")
+  for label in labels:
+    if any(label in v for v in per_step.values()):
+      print(f"  {label:36s} " + " ".join(f"{per_step[n].get(label, 0.0):9.1f}"
+                                          for n in ("t5x", "ours")))
 
 
 if __name__ == "__main__":
