@@ -53,7 +53,7 @@ from altup_t5.model import flops
 from altup_t5.model import network
 from altup_t5.training import partitioning
 from altup_t5.training import trainer
-from altup_t5.model.config import SIZES, Router, T5Config, Variant, config_for
+from altup_t5.model.config import SIZES, T5Config, Variant, config_for
 
 VARIANTS = tuple(v.value for v in Variant)
 DTYPES = ("float32", "bfloat16")

@@ -20,7 +20,6 @@ from altup_t5.errors import UsageError
 from altup_t5.inference import evaluation
 from altup_t5.jobs import load
 from altup_t5.training import batches
-from altup_t5.training import input_pipeline
 from altup_t5.training import seq2seq
 from altup_t5.training import partitioning
 from altup_t5.inference.evaluation import DecodeSettings

@@ -277,8 +277,8 @@ class MultiHeadAttention(nn.Module):
     out of the decode loop).
 
     The cache is created holding the projections of the memory it was created with.
-    `decoding.decode_with_model` creates it from the real memory and then removes the
-    `memory_filled` flags: its steps only read. t5x creates caches from dummy inputs
+    `decoding.init_cache` (which `decode_with_model` uses) creates it from the real
+    memory and then removes the `memory_filled` flags: the steps only read. t5x creates caches from dummy inputs
     and keeps the flags: the first step projects the real memory and stores it, as a
     `lax.cond` that later steps pass through (copying the cache each step)."""
     if not self.has_variable("cache", "cached_key"):  # creation
